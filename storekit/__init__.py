@@ -14,6 +14,7 @@ b'red'
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ._backend import backend
@@ -90,10 +91,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
-    from ._open import open
-    from .cache import CachedStore, LRUCache, TTLCache, memoize
-    from .durable import DurableStore
-    from .eventlog import Event, EventLog, EventSourcedStore, Projection
-    from .lsm import LSMStore
-    from .sharding import HashRing, ShardedStore, jump_hash
-    from .wal import WAL, Position, WALReader
+    from ._open import open  # noqa: F401
+    from .cache import CachedStore, LRUCache, TTLCache, memoize  # noqa: F401
+    from .durable import DurableStore  # noqa: F401
+    from .eventlog import Event, EventLog, EventSourcedStore, Projection  # noqa: F401
+    from .lsm import LSMStore  # noqa: F401
+    from .sharding import HashRing, ShardedStore, jump_hash  # noqa: F401
+    from .wal import WAL, Position, WALReader  # noqa: F401
+
+# A library leaves logging output to the application: without a handler of
+# its own, Python would print WARNING records to stderr.
+logging.getLogger("storekit").addHandler(logging.NullHandler())

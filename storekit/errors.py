@@ -24,7 +24,9 @@ class CorruptionError(StorekitError):
     ``path`` and ``offset`` name where the damage was found, when known.
     """
 
-    def __init__(self, message: str, path: str | None = None, offset: int | None = None):
+    def __init__(
+        self, message: str, path: str | None = None, offset: int | None = None
+    ):
         super().__init__(message)
         self.path = path
         self.offset = offset

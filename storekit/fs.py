@@ -193,6 +193,9 @@ class _OSFile(File):
         return os.pread(self._fd, size, offset)
 
     def size(self) -> int:
+        if not self._writable:
+            # Another handle or process may be appending; ask the OS.
+            return os.fstat(self._fd).st_size
         return self._size
 
     def truncate(self, size: int) -> None:

@@ -40,7 +40,9 @@ class MemtableStore(Store):
 
     # -- hooks for durable subclasses -----------------------------------
 
-    def _log_write(self, ops: list[tuple[int, bytes, bytes | None]], first_sequence: int) -> None:
+    def _log_write(
+        self, ops: list[tuple[int, bytes, bytes | None]], first_sequence: int
+    ) -> None:
         """Make ``ops`` durable before they are applied; called under the lock."""
 
     def _after_write(self) -> None:
@@ -70,7 +72,9 @@ class MemtableStore(Store):
             self._check_open()
             first = self._last_sequence + 1
             self._log_write(ops, first)
-            self._last_sequence = self._memtable.apply(ops, first, list(self._snapshots))
+            self._last_sequence = self._memtable.apply(
+                ops, first, list(self._snapshots)
+            )
         self._after_write()
 
     # -- reads --------------------------------------------------------------
@@ -107,7 +111,9 @@ class MemtableStore(Store):
             self._check_open()
             sequence = self._last_sequence
             self._snapshots.add(sequence)
-        return _MemtableIterator(self, low, high, reverse, keys_only, sequence, owns=True)
+        return _MemtableIterator(
+            self, low, high, reverse, keys_only, sequence, owns=True
+        )
 
     def snapshot(self) -> Snapshot:
         with self._lock:

@@ -65,8 +65,8 @@ class Memtable:
                 if value is None and not self._keep_tombstones:
                     continue
                 self._map[key] = [(sequence, value)]
-                self.approximate_bytes += len(key) + ENTRY_OVERHEAD + (
-                    len(value) if value is not None else 0
+                self.approximate_bytes += (
+                    len(key) + ENTRY_OVERHEAD + (len(value) if value is not None else 0)
                 )
                 continue
             if not snapshots:
@@ -87,7 +87,9 @@ class Memtable:
             self.last_sequence = sequence
         return sequence
 
-    def _prune(self, versions: list[tuple[int, bytes | None]], snapshots: list[int]) -> None:
+    def _prune(
+        self, versions: list[tuple[int, bytes | None]], snapshots: list[int]
+    ) -> None:
         """Drop versions that neither the newest read nor any snapshot can see."""
         keep = {len(versions) - 1}
         sequences = [version[0] for version in versions]
@@ -134,9 +136,13 @@ class Memtable:
                 iterator = self._map.irange(low, high, inclusive=(True, False))
         else:
             if after is not None:
-                iterator = self._map.irange(low, after, inclusive=(True, False), reverse=True)
+                iterator = self._map.irange(
+                    low, after, inclusive=(True, False), reverse=True
+                )
             else:
-                iterator = self._map.irange(low, high, inclusive=(True, False), reverse=True)
+                iterator = self._map.irange(
+                    low, high, inclusive=(True, False), reverse=True
+                )
         chunk = []
         for key in iterator:
             chunk.append(key)

@@ -198,4 +198,3 @@ class _BatchContext(WriteBatch):
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None and len(self):
             self._store.write(self)
-

@@ -11,7 +11,9 @@ from typing import Any, TextIO
 def add_json_flag(parser: Any) -> None:
     """Add ``--json``, which switches output to one JSON document per result."""
     parser.add_argument(
-        "--json", action="store_true", help="print machine-readable JSON instead of text"
+        "--json",
+        action="store_true",
+        help="print machine-readable JSON instead of text",
     )
 
 
@@ -54,7 +56,9 @@ class Progress:
     shows a running count.
     """
 
-    def __init__(self, total: int | None, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int | None, label: str, stream: TextIO | None = None
+    ) -> None:
         self.total = total
         self.label = label
         self.done = 0
