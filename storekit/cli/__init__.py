@@ -27,7 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only a missing command module itself is tolerated (a partial
+            # install); a missing dependency inside it is a real error.
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
     return parser
 
 
