@@ -30,7 +30,13 @@ from typing import Any
 
 from ._backend import framing
 from .batch import KIND_PUT, decode_batch, encode_batch
-from .errors import ClosedError, CorruptionError, DurabilityError, ReadOnlyError
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    DurabilityError,
+    ReadOnlyError,
+    StorekitError,
+)
 from .fs import FileSystem, default_fs
 from .memory import MemtableStore
 from .wal import RECOVERY_MODES, SYNC_POLICIES, WAL, iter_records
@@ -152,6 +158,7 @@ class DurableStore(MemtableStore):
                 sync_interval=sync_interval,
                 sync_bytes=sync_bytes,
                 read_only=read_only,
+                first_segment=first_segment,
             )
             self._replay(checkpoint_sequence, first_segment)
         except BaseException:
@@ -232,7 +239,9 @@ class DurableStore(MemtableStore):
                 first = self._last_sequence + 1
                 try:
                     wal.append(encode_batch(ops, first))
-                except DurabilityError as exc:
+                except (DurabilityError, OSError) as exc:
+                    # The record may or may not be in the WAL, so no later
+                    # write can be given a sequence number safely.
                     self._failure = exc
                     raise
                 self._last_sequence = self._memtable.apply(
@@ -250,7 +259,7 @@ class DurableStore(MemtableStore):
             first = self._assigned + 1
             try:
                 _, mark = wal.append_nowait(encode_batch(ops, first))
-            except DurabilityError as exc:
+            except (DurabilityError, OSError) as exc:
                 self._failure = exc
                 raise
             self._assigned = first + len(ops) - 1
@@ -281,13 +290,20 @@ class DurableStore(MemtableStore):
         if wal is None:
             return
         grown = wal.stats()["bytes_written"] - self._wal_bytes_at_checkpoint
-        if grown >= self._checkpoint_bytes and self._checkpoint_lock.acquire(
-            blocking=False
-        ):
-            try:
-                self.checkpoint()
-            finally:
-                self._checkpoint_lock.release()
+        if grown < self._checkpoint_bytes:
+            return
+        if not self._checkpoint_lock.acquire(blocking=False):
+            return
+        try:
+            self.checkpoint()
+        except (OSError, StorekitError) as exc:
+            # The write that triggered the checkpoint is durable already, so
+            # it must not look failed. The WAL still holds everything; the
+            # next attempt comes after another checkpoint_bytes of writes.
+            self._wal_bytes_at_checkpoint = wal.stats()["bytes_written"]
+            logger.error("checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            self._checkpoint_lock.release()
 
     # -- checkpoints ------------------------------------------------------------
 

@@ -152,6 +152,7 @@ class WAL:
         sync_interval: float = 1.0,
         sync_bytes: int = 1 << 20,
         read_only: bool = False,
+        first_segment: int = 1,
     ) -> None:
         if sync not in SYNC_POLICIES:
             raise ValueError(f"sync must be one of {SYNC_POLICIES}, not {sync!r}")
@@ -198,6 +199,10 @@ class WAL:
         self._stop_syncer = threading.Event()
         self._segments: dict[int, _SegmentState] = {}
         self.recovery: dict[str, Any] = {"dropped_bytes": 0, "events": []}
+        # Segment numbers never go down, also when recovery removed the newest
+        # segments: an owner that records "segments below N are obsolete"
+        # (a checkpoint, a manifest) passes N as first_segment.
+        self._next_number = max(int(first_segment), 1)
 
         if not self._fs.exists(self.path):
             if read_only:
@@ -214,6 +219,8 @@ class WAL:
 
     def _recover(self) -> None:
         numbers = list_segments(self._fs, self.path)
+        if numbers:
+            self._next_number = max(self._next_number, numbers[-1] + 1)
         for index, number in enumerate(numbers):
             path = self._segment_path(number)
             data = self._fs.read_file(path)
@@ -237,6 +244,10 @@ class WAL:
         if magic != SEGMENT_MAGIC:
             return 0, (0, "bad segment magic")
         if version != SEGMENT_VERSION:
+            if newest and not framing.scan(data, SEGMENT_HEADER_SIZE, 0)[0]:
+                # Nothing valid follows: a header torn by a crash, not a
+                # segment written by another version of storekit.
+                return 0, (0, f"torn segment header (version field {version})")
             raise CorruptionError(
                 f"{path}: WAL format version {version} is not supported "
                 f"(this storekit reads version {SEGMENT_VERSION})",
@@ -257,6 +268,11 @@ class WAL:
     def _find_valid_after(
         self, number: int, data: bytes, offset: int, later: list[int]
     ):
+        if offset == 0 and len(data) > SEGMENT_HEADER_SIZE:
+            # The header itself is damaged: any valid record behind it shows
+            # the segment was complete once.
+            if framing.scan(data, SEGMENT_HEADER_SIZE, 0)[0]:
+                return self._segment_path(number), SEGMENT_HEADER_SIZE
         found = framing.first_valid_header(data, 0, offset + 1)
         if found >= 0:
             return self._segment_path(number), found
@@ -346,7 +362,7 @@ class WAL:
                     self._size,
                 )
         else:
-            self._start_segment(1)
+            self._start_segment(self._next_number)
 
     def _start_segment(self, number: int) -> None:
         path = self._segment_path(number)
@@ -358,6 +374,7 @@ class WAL:
             raise
         self._file = handle
         self._segment = number
+        self._next_number = number + 1
         self._size = SEGMENT_HEADER_SIZE
         self._written += SEGMENT_HEADER_SIZE
         self._segments[number] = _SegmentState(number, -1)
@@ -410,7 +427,7 @@ class WAL:
             self._appends += 1
             end = self._written
             if self._size >= self._segment_bytes:
-                self._rotate_locked()
+                self._rotate_or_fail()
             elif self.sync_policy == "batch":
                 need_sync = self._written - self._synced >= self._sync_bytes
                 if self._syncer is None:
@@ -482,8 +499,19 @@ class WAL:
         """Fsync and close the current segment, start the next; return its number."""
         with self._lock:
             self._check_writable()
-            self._rotate_locked()
+            self._rotate_or_fail()
             return self._segment
+
+    def _rotate_or_fail(self) -> None:
+        # A failed rotation leaves it unknown which segment holds what, so
+        # it is a sticky failure like a failed write.
+        try:
+            self._rotate_locked()
+        except BaseException as exc:
+            self._fail(exc)
+            raise DurabilityError(
+                f"WAL {self.path}: starting a new segment failed: {exc}"
+            ) from exc
 
     def _rotate_locked(self) -> None:
         while self._syncing:
@@ -492,7 +520,7 @@ class WAL:
             self._sync_locked()
         old = self._file
         self._segments[self._segment].valid_end = self._size
-        self._start_segment(self._segment + 1)
+        self._start_segment(self._next_number)
         old.close()  # type: ignore[union-attr]
 
     @property
