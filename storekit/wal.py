@@ -349,20 +349,11 @@ class WAL:
     # -- appending ------------------------------------------------------------
 
     def _open_for_append(self) -> None:
-        if self._segments:
-            number = max(self._segments)
-            state = self._segments[number]
-            self._file = self._fs.open(self._segment_path(number), "a")
-            self._segment = number
-            self._size = state.valid_end
-            if self._file.size() != self._size:
-                raise CorruptionError(
-                    f"{self._segment_path(number)} changed size during recovery",
-                    self._file.path,
-                    self._size,
-                )
-        else:
-            self._start_segment(self._next_number)
+        # Appends always go to a new segment, as LevelDB does on open: an
+        # older segment may lie below the first segment an owner still
+        # needs (a checkpoint can cover it), so appending to it could put
+        # new records where the owner will delete them.
+        self._start_segment(self._next_number)
 
     def _start_segment(self, number: int) -> None:
         path = self._segment_path(number)
