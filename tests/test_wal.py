@@ -318,9 +318,8 @@ def test_tailing_reader_follows_writer_across_segments(tmp_path):
 def test_tailing_reader_skips_partial_record(tmp_path):
     with WAL(str(tmp_path), sync="none") as wal:
         wal.append(b"one")
-    segment = _last_segment(tmp_path)
-    with WAL(str(tmp_path), sync="none") as wal:
         wal.append(b"two" * 100)
+    segment = _last_segment(tmp_path)
     full = open(segment, "rb").read()
     reader_dir = tmp_path / "copy"
     reader_dir.mkdir()
