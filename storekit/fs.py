@@ -22,11 +22,13 @@ Contract of every implementation:
 from __future__ import annotations
 
 import errno
+import io
 import os
+import stat
 import threading
 from abc import ABC, abstractmethod
 
-from .errors import DurabilityError, LockedError
+from .errors import ClosedError, DurabilityError, LockedError
 
 __all__ = ["File", "FileLock", "FileSystem", "OSFileSystem", "default_fs"]
 
@@ -167,7 +169,18 @@ class _OSFile(File):
         self._writable = writable
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._syncs_running = 0
         self._size = os.fstat(fd).st_size
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ClosedError(f"{self.path}: the file is closed")
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise io.UnsupportedOperation(f"{self.path}: the file was opened read-only")
+        self._check_usable()
 
     def _check_usable(self) -> None:
         if self._failure is not None:
@@ -178,7 +191,8 @@ class _OSFile(File):
 
     def append(self, data: bytes) -> None:
         with self._lock:
-            self._check_usable()
+            self._check_open()
+            self._check_writable()
             view = memoryview(data)
             try:
                 while view:
@@ -190,36 +204,58 @@ class _OSFile(File):
                 raise DurabilityError(f"{self.path}: write failed: {exc}") from exc
 
     def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, offset)
+        if offset < 0 or size < 0:
+            raise ValueError(f"offset and size must be >= 0, not {offset} and {size}")
+        # The lock keeps close() from releasing the descriptor number while
+        # pread uses it: a later open() could reuse the number for another file.
+        with self._lock:
+            self._check_open()
+            return os.pread(self._fd, size, offset)
 
     def size(self) -> int:
-        if not self._writable:
-            # Another handle or process may be appending; ask the OS.
-            return os.fstat(self._fd).st_size
-        return self._size
+        with self._lock:
+            self._check_open()
+            if not self._writable:
+                # Another handle or process may be appending; ask the OS.
+                return os.fstat(self._fd).st_size
+            return self._size
 
     def truncate(self, size: int) -> None:
         with self._lock:
-            self._check_usable()
+            self._check_open()
+            self._check_writable()
             os.ftruncate(self._fd, size)
             self._size = size
 
     def sync(self) -> None:
+        # The fsync runs without the handle lock, so appends from other
+        # threads go on meanwhile (group commit needs that); close() waits
+        # for running fsyncs so the descriptor number is not reused under one.
         with self._lock:
+            self._check_open()
             self._check_usable()
-            try:
-                # fdatasync also flushes the size, which is all the metadata
-                # an appended file needs; macOS and Windows lack it.
-                if hasattr(os, "fdatasync"):
-                    os.fdatasync(self._fd)
-                else:
-                    os.fsync(self._fd)
-            except OSError as exc:
+            fd = self._fd
+            self._syncs_running += 1
+        try:
+            # fdatasync also flushes the size, which is all the metadata an
+            # appended file needs; macOS and Windows lack it.
+            if hasattr(os, "fdatasync"):
+                os.fdatasync(fd)
+            else:
+                os.fsync(fd)
+        except OSError as exc:
+            with self._lock:
                 self._failure = exc
-                raise DurabilityError(f"{self.path}: fsync failed: {exc}") from exc
+            raise DurabilityError(f"{self.path}: fsync failed: {exc}") from exc
+        finally:
+            with self._lock:
+                self._syncs_running -= 1
+                self._idle.notify_all()
 
     def close(self) -> None:
         with self._lock:
+            while self._syncs_running:
+                self._idle.wait()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -285,6 +321,9 @@ class OSFileSystem(FileSystem):
     def open(self, path: str, mode: str = "r") -> File:
         if mode == "r":
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             return _OSFile(path, fd, writable=False)
         if mode not in ("a", "w"):
             raise ValueError(f"mode must be 'r', 'a' or 'w', not {mode!r}")
@@ -297,7 +336,13 @@ class OSFileSystem(FileSystem):
             try:
                 _fsync_directory(os.path.dirname(path))
             except OSError:
+                # Remove the file again: a retried open would find it and
+                # skip the directory fsync, leaving its entry not durable.
                 os.close(fd)
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
                 raise
         return _OSFile(path, fd, writable=True)
 
@@ -316,7 +361,9 @@ class OSFileSystem(FileSystem):
         try:
             os.mkdir(path)
         except FileExistsError:
-            return
+            if os.path.isdir(path):  # another thread or process created it
+                return
+            raise
         _fsync_directory(parent)
 
     def rename(self, source: str, target: str) -> None:
@@ -340,7 +387,10 @@ class OSFileSystem(FileSystem):
         return _OSFileLock(path)
 
     def file_size(self, path: str) -> int:
-        return os.path.getsize(path)
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        return status.st_size
 
 
 _DEFAULT = OSFileSystem()
