@@ -17,6 +17,7 @@ same bytes and the same results for every input; tests check both.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import xxhash
 
@@ -56,14 +57,118 @@ _ZERO_HEADER = bytes(HEADER_SIZE)
 
 _xxh32 = xxhash.xxh32_intdigest
 
+# Largest offset or length the argument checks accept: the largest signed
+# 64-bit file offset, which is also the integer range of the C version.
+_MAX_OFFSET = 2**63 - 1
+
+
+# Argument checks. storekit._framing_c calls these same functions, so both
+# implementations raise the same exceptions with the same messages.
+
+
+def _check_int(value: Any, name: str) -> None:
+    """Raise TypeError unless ``value`` is an int (bool is rejected)."""
+    if type(value) is not int and (
+        not isinstance(value, int) or isinstance(value, bool)
+    ):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+
+
+def _check_buffer(value: Any, name: str) -> int:
+    """Return the size in bytes of bytes-like ``value``, or raise TypeError.
+
+    Any contiguous one-dimensional buffer of single bytes is accepted:
+    bytes, bytearray, memoryview, mmap, array('b').
+    """
+    if type(value) is bytes or type(value) is bytearray:
+        return len(value)
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a bytes-like object, not {type(value).__name__}"
+        ) from None
+    with view:
+        if view.ndim != 1 or view.itemsize != 1 or not view.c_contiguous:
+            raise TypeError(
+                f"{name} must be a contiguous one-dimensional buffer of bytes, "
+                f"not a {type(value).__name__} with format {view.format!r}, "
+                f"{view.ndim} dimensions and {view.itemsize}-byte items"
+            )
+        return view.nbytes
+
+
+def _check_block_offset(block_offset: Any) -> None:
+    _check_int(block_offset, "block_offset")
+    if not 0 <= block_offset < BLOCK_SIZE:
+        raise ValueError(
+            f"block_offset must be between 0 and {BLOCK_SIZE - 1} "
+            f"(a file offset modulo BLOCK_SIZE), got {block_offset}"
+        )
+
+
+def _check_base_offset(base_offset: Any) -> None:
+    _check_int(base_offset, "base_offset")
+    if not 0 <= base_offset <= _MAX_OFFSET:
+        raise ValueError(
+            f"base_offset must be a file offset between 0 and {_MAX_OFFSET}, "
+            f"got {base_offset}"
+        )
+
+
+def _check_framed_size_arguments(length: Any, block_offset: Any) -> None:
+    _check_int(length, "length")
+    if not 0 <= length <= _MAX_OFFSET:
+        raise ValueError(f"length must be between 0 and {_MAX_OFFSET}, got {length}")
+    _check_block_offset(block_offset)
+
+
+def _check_frame_arguments(payload: Any, block_offset: Any) -> int:
+    """Check ``frame``'s arguments and return the payload size in bytes."""
+    size = _check_buffer(payload, "payload")
+    _check_block_offset(block_offset)
+    return size
+
+
+def _check_scan_arguments(buffer: Any, start: Any, base_offset: Any) -> int:
+    """Check ``scan``'s arguments and return the buffer size in bytes."""
+    size = _check_buffer(buffer, "buffer")
+    _check_int(start, "start")
+    if not 0 <= start <= size:
+        raise ValueError(
+            f"start must be between 0 and the buffer size {size}, got {start}"
+        )
+    _check_base_offset(base_offset)
+    return size
+
+
+def _check_first_valid_header_arguments(
+    buffer: Any, base_offset: Any, from_position: Any
+) -> int:
+    """Check ``first_valid_header``'s arguments and return the buffer size.
+
+    ``from_position`` may lie beyond the end of the buffer: there is then no
+    header to find and the result is -1.
+    """
+    size = _check_buffer(buffer, "buffer")
+    _check_base_offset(base_offset)
+    _check_int(from_position, "from_position")
+    if not 0 <= from_position <= _MAX_OFFSET:
+        raise ValueError(
+            f"from_position must be between 0 and {_MAX_OFFSET}, got {from_position}"
+        )
+    return size
+
 
 def checksum(data: bytes) -> int:
     """Return the xxh32 (seed 0) of ``data``: the checksum every format uses."""
+    _check_buffer(data, "data")
     return _xxh32(data)
 
 
 def framed_size(length: int, block_offset: int) -> int:
     """Return how many bytes ``frame`` writes for a ``length``-byte payload."""
+    _check_framed_size_arguments(length, block_offset)
     total = 0
     first = True
     while first or length > 0:
@@ -86,6 +191,7 @@ def frame(payload: bytes, block_offset: int) -> bytes:
     ``block_offset`` is the file offset modulo BLOCK_SIZE. The result may
     start with zero padding that finishes the current block.
     """
+    _check_frame_arguments(payload, block_offset)
     out = bytearray()
     view = memoryview(payload)
     length = len(payload)
@@ -133,6 +239,7 @@ def scan(buffer: bytes, start: int, base_offset: int):
     Zero padding at the end of a block is skipped. A buffer that ends in
     the padding of a block counts as fully consumed.
     """
+    _check_scan_arguments(buffer, start, base_offset)
     fragments: list[tuple[int, int, int]] = []
     pending: list[tuple[int, int, int]] = []
     record_start = start
@@ -185,6 +292,7 @@ def first_valid_header(buffer: bytes, base_offset: int, from_position: int) -> i
     Every block starts with a fragment header, so a valid header at a block
     start after some damage proves the damage is not a torn tail.
     """
+    _check_first_valid_header_arguments(buffer, base_offset, from_position)
     block = -((base_offset + from_position) // -BLOCK_SIZE)  # ceiling division
     position = block * BLOCK_SIZE - base_offset
     end = len(buffer)

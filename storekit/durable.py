@@ -298,7 +298,7 @@ class DurableStore(MemtableStore):
             self.checkpoint()
         except (OSError, StorekitError) as exc:
             # The write that triggered the checkpoint is durable already, so
-            # it must not look failed. The WAL still holds everything; the
+            # it must not look failed. The WAL still contains everything; the
             # next attempt comes after another checkpoint_bytes of writes.
             self._wal_bytes_at_checkpoint = wal.stats()["bytes_written"]
             logger.error("checkpoint of %s failed: %s", self.path, exc)
@@ -493,7 +493,7 @@ def read_checkpoint(fs: FileSystem, path: str):
     loaded = sum(len(ops) for ops in batches)
     if loaded != count:
         raise CorruptionError(
-            f"checkpoint {path} holds {loaded} entries but its trailer says {count}",
+            f"checkpoint {path} contains {loaded} entries but its trailer records {count}",
             path,
             trailer_offset,
         )

@@ -33,7 +33,7 @@ class CorruptionError(StorekitError):
 
 
 class LockedError(StorekitError):
-    """Another store object, in this process or another, holds the directory."""
+    """Another store object, in this process or another, has the directory locked."""
 
 
 class ClosedError(StorekitError):

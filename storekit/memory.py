@@ -170,7 +170,7 @@ class MemtableStore(Store):
 class _MemtableIterator:
     """A scan over a MemtableStore at one sequence number.
 
-    The iterator holds a snapshot registration until it is exhausted,
+    The iterator keeps a snapshot registration until it is exhausted,
     closed or garbage collected, so the versions it reads stay in place.
     """
 

@@ -10,7 +10,7 @@ from .batch import WriteBatch
 
 __all__ = ["Store", "Snapshot", "ScanItem"]
 
-#: What ``scan`` yields: a ``(key, value)`` pair, or a key with ``keys_only``.
+#: The item type ``scan`` yields: a ``(key, value)`` pair, or a key with ``keys_only``.
 ScanItem = Any
 
 _MISSING: Any = object()

@@ -57,7 +57,7 @@ _HEADER = framing.HEADER_SIZE
 
 
 class Position(NamedTuple):
-    """Where a record starts: its segment number and byte offset in that file."""
+    """The start of a record: its segment number and byte offset in that file."""
 
     segment: int
     offset: int
@@ -124,7 +124,7 @@ def iter_records(buffer: bytes, start: int, base_offset: int = 0):
 
 
 class _SegmentState:
-    """What recovery found in one segment: where valid data ends."""
+    """Recovery result of one segment: the offset where valid data ends."""
 
     __slots__ = ("number", "valid_end")
 
@@ -494,7 +494,7 @@ class WAL:
             return self._segment
 
     def _rotate_or_fail(self) -> None:
-        # A failed rotation leaves it unknown which segment holds what, so
+        # A failed rotation leaves it unknown which segment contains what, so
         # it is a sticky failure like a failed write.
         try:
             self._rotate_locked()
