@@ -372,6 +372,9 @@ class DurableStore(MemtableStore):
     def flush(self) -> None:
         """Fsync the WAL, so every write so far survives power loss."""
         with self._lock:
+            if self._read_only:
+                self._check_open()
+                return  # nothing was written, so nothing needs an fsync
             self._check_writable()
         assert self._wal is not None
         try:

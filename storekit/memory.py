@@ -157,8 +157,19 @@ class MemtableStore(Store):
         """True once the store was closed."""
         return self._closed
 
+    def flush(self) -> None:
+        """Raise ClosedError on a closed store; a memtable alone has nothing to fsync."""
+        with self._lock:
+            self._check_open()
+
+    def compact(self, start: bytes | None = None, end: bytes | None = None) -> None:
+        """Raise ClosedError on a closed store; one memtable needs no compaction."""
+        with self._lock:
+            self._check_open()
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
+            self._check_open()
             return {
                 "keys": len(self._memtable),
                 "memtable_bytes": self._memtable.approximate_bytes,
