@@ -1,0 +1,388 @@
+"""Benchmark LSMStore against LevelDB (through plyvel) on the same workloads.
+
+Usage::
+
+    python bench/bench_lsm.py [--n 200000] [--workloads fillseq,readrandom]
+                              [--profile WORKLOAD] [--json FILE]
+
+Keys are 16 bytes, values 100 random bytes. Every workload runs on
+storekit and, when plyvel is installed, on LevelDB in the same run, and
+the table gives ops/s and the ratio storekit / LevelDB. Read workloads run
+after ``flush()`` and a reopen, so reads come from tables. Both stores
+write their log to the operating system on every write and never fsync
+(storekit ``sync="none"``, plyvel's default ``sync=False``).
+
+``--profile WORKLOAD`` runs that workload on storekit under cProfile and
+prints the top entries by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import cProfile
+import itertools
+import json
+import os
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import storekit  # noqa: E402
+from storekit.lsm import LSMStore  # noqa: E402
+
+try:
+    import plyvel
+except ImportError:  # the comparison columns stay empty
+    plyvel = None
+
+KEY_BYTES = 16
+VALUE_BYTES = 100
+SCAN_LENGTH = 100
+BATCH_SIZE = 1000
+WORKLOADS = (
+    "fillseq",
+    "fillrandom",
+    "overwrite",
+    "readrandom",
+    "readmissing",
+    "readhot",
+    "scan",
+    "deleterandom",
+    "fillbatch",
+)
+
+
+def make_key(i: int) -> bytes:
+    return b"%016d" % i
+
+
+def zipfian_ranks(n: int, count: int, theta: float, rnd: random.Random) -> list[int]:
+    """Return ``count`` ranks in ``[0, n)`` drawn with P(rank r) ~ 1 / (r + 1) ** theta."""
+    cumulative = list(
+        itertools.accumulate(1.0 / (rank + 1) ** theta for rank in range(n))
+    )
+    total = cumulative[-1]
+    return [bisect.bisect_left(cumulative, rnd.random() * total) for _ in range(count)]
+
+
+class Data:
+    """Keys, values and access orders shared by both engines."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rnd = random.Random(seed)
+        self.n = n
+        self.keys = [make_key(i) for i in range(n)]
+        self.values = [rnd.randbytes(VALUE_BYTES) for _ in range(n)]
+        self.random_order = rnd.sample(range(n), n)
+        self.overwrite_order = [rnd.randrange(n) for _ in range(n)]
+        self.read_order = [rnd.randrange(n) for _ in range(n)]
+        # Absent keys sort among the present ones, so only bloom filters help.
+        self.missing = [make_key(rnd.randrange(n))[:-1] + b"x" for _ in range(n)]
+        # Scrambled zipfian: hot ranks map to keys spread over the key space.
+        scramble = rnd.sample(range(n), n)
+        self.hot = [scramble[r] for r in zipfian_ranks(n, n, 0.99, rnd)]
+        self.scan_starts = [rnd.randrange(n) for _ in range(max(n // 100, 1))]
+        self.delete_order = rnd.sample(range(n), n)
+
+
+# -- engines -------------------------------------------------------------------
+
+
+class StorekitEngine:
+    name = "storekit"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = None
+
+    def open(self) -> None:
+        self.db = LSMStore(self.path, sync="none")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    def get(self, key: bytes):
+        return self.db.get(key)
+
+    def delete(self, key: bytes) -> None:
+        self.db.delete(key)
+
+    def write_batch(self, pairs) -> None:
+        with self.db.batch() as batch:
+            for key, value in pairs:
+                batch.put(key, value)
+
+    def scan(self, start: bytes, count: int) -> int:
+        iterator = self.db.scan(start)
+        read = 0
+        for _ in itertools.islice(iterator, count):
+            read += 1
+        iterator.close()
+        return read
+
+    def flush_and_reopen(self) -> None:
+        self.db.flush()
+        self.db.close()
+        self.open()
+
+    def compact(self) -> None:
+        self.db.compact()
+
+    def stats(self) -> dict:
+        return self.db.stats()
+
+
+class LevelDBEngine:
+    name = "leveldb"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = None
+
+    def open(self) -> None:
+        self.db = plyvel.DB(self.path, create_if_missing=True, bloom_filter_bits=10)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    def get(self, key: bytes):
+        return self.db.get(key)
+
+    def delete(self, key: bytes) -> None:
+        self.db.delete(key)
+
+    def write_batch(self, pairs) -> None:
+        with self.db.write_batch() as batch:
+            for key, value in pairs:
+                batch.put(key, value)
+
+    def scan(self, start: bytes, count: int) -> int:
+        iterator = self.db.iterator(start=start)
+        read = 0
+        for _ in itertools.islice(iterator, count):
+            read += 1
+        iterator.close()
+        return read
+
+    def flush_and_reopen(self) -> None:
+        # LevelDB writes its log to a level-0 table when it reopens.
+        self.db.close()
+        self.open()
+
+    def compact(self) -> None:
+        self.db.compact_range()
+
+    def stats(self) -> dict:
+        return {}
+
+
+# -- workloads -----------------------------------------------------------------
+
+
+def run_fill(engine, data: Data, order) -> int:
+    keys, values, put = data.keys, data.values, engine.put
+    for i in order:
+        put(keys[i], values[i])
+    return len(order)
+
+
+def run_reads(engine, keys: list[bytes]) -> int:
+    get = engine.get
+    for key in keys:
+        get(key)
+    return len(keys)
+
+
+def workload_plan(data: Data):
+    """Return ``{name: (setup, run, needs_reopen)}``; setup fills a fresh store."""
+
+    def fill_random(engine) -> None:
+        run_fill(engine, data, data.random_order)
+
+    def fill_batches(engine) -> int:
+        pairs = list(zip(data.keys, data.values, strict=True))
+        for start in range(0, data.n, BATCH_SIZE):
+            engine.write_batch(pairs[start : start + BATCH_SIZE])
+        return data.n
+
+    def scans(engine) -> int:
+        for start in data.scan_starts:
+            engine.scan(data.keys[start], SCAN_LENGTH)
+        return len(data.scan_starts)
+
+    def deletes(engine) -> int:
+        delete, keys = engine.delete, data.keys
+        for i in data.delete_order:
+            delete(keys[i])
+        return data.n
+
+    return {
+        "fillseq": (None, lambda e: run_fill(e, data, range(data.n)), False),
+        "fillrandom": (None, lambda e: run_fill(e, data, data.random_order), False),
+        "overwrite": (
+            fill_random,
+            lambda e: run_fill(e, data, data.overwrite_order),
+            False,
+        ),
+        "readrandom": (
+            fill_random,
+            lambda e: run_reads(e, [data.keys[i] for i in data.read_order]),
+            True,
+        ),
+        "readmissing": (fill_random, lambda e: run_reads(e, data.missing), True),
+        "readhot": (
+            fill_random,
+            lambda e: run_reads(e, [data.keys[i] for i in data.hot]),
+            True,
+        ),
+        "scan": (fill_random, scans, True),
+        "deleterandom": (fill_random, deletes, False),
+        "fillbatch": (None, fill_batches, False),
+    }
+
+
+def measure(engine_class, workload: str, data: Data, profile: bool) -> dict:
+    setup, run, reopen = workload_plan(data)[workload]
+    directory = tempfile.mkdtemp(prefix=f"bench-{engine_class.name}-")
+    engine = engine_class(os.path.join(directory, "db"))
+    try:
+        engine.open()
+        if setup is not None:
+            setup(engine)
+        if reopen:
+            engine.flush_and_reopen()
+        profiler = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        if profiler is not None:
+            ops = profiler.runcall(run, engine)
+        else:
+            ops = run(engine)
+        elapsed = time.perf_counter() - started
+        # Process CPU time of all threads, background compaction included;
+        # steadier than wall time on a shared machine.
+        cpu = time.process_time() - cpu_started
+        result = {
+            "ops": ops,
+            "seconds": elapsed,
+            "cpu_seconds": cpu,
+            "ops_per_second": ops / elapsed,
+            "ops_per_cpu_second": ops / cpu if cpu else 0.0,
+        }
+        if profiler is not None:
+            stats = pstats.Stats(profiler, stream=sys.stdout)
+            stats.sort_stats("tottime").print_stats(25)
+        engine.close()
+        return result
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def space_amplification(data: Data) -> dict:
+    """Fill randomly, overwrite, fully compact; return table bytes / logical bytes."""
+    directory = tempfile.mkdtemp(prefix="bench-space-")
+    engine = StorekitEngine(os.path.join(directory, "db"))
+    try:
+        engine.open()
+        run_fill(engine, data, data.random_order)
+        run_fill(engine, data, data.overwrite_order)
+        engine.compact()
+        stats = engine.stats()
+        engine.close()
+        logical = data.n * (KEY_BYTES + VALUE_BYTES)
+        return {
+            "table_bytes": stats["table_bytes"],
+            "logical_bytes": logical,
+            "space_amplification": stats["table_bytes"] / logical,
+            "write_amplification": stats["write_amplification"],
+        }
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=200_000, help="keys per workload")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated workloads to run (default: all)",
+    )
+    parser.add_argument(
+        "--profile", metavar="WORKLOAD", help="profile this workload on storekit only"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed of the data (default 1)"
+    )
+    args = parser.parse_args(argv)
+
+    data = Data(args.n, args.seed)
+    if args.profile:
+        result = measure(StorekitEngine, args.profile, data, profile=True)
+        print(f"{args.profile}: {result['ops_per_second']:,.0f} ops/s")
+        return 0
+
+    engines: list[Callable] = [StorekitEngine]
+    if plyvel is not None:
+        engines.append(LevelDBEngine)
+    print(
+        f"N={args.n}, {KEY_BYTES}-byte keys, {VALUE_BYTES}-byte values, "
+        f"storekit backend {storekit.backend}, "
+        f"plyvel {getattr(plyvel, '__version__', 'not installed')} "
+        f"(LevelDB {getattr(plyvel, '__leveldb_version__', '-')}), Python {sys.version.split()[0]}"
+    )
+    print(
+        f"{'workload':<14}{'storekit ops/s':>16}{'leveldb ops/s':>16}{'ratio':>8}"
+        f"{'ratio by CPU time':>19}"
+    )
+    results = {}
+    for workload in args.workloads.split(","):
+        row = {
+            engine.name: measure(engine, workload, data, False) for engine in engines
+        }
+        results[workload] = row
+        ours = row["storekit"]
+        theirs = row.get("leveldb")
+        if theirs is None:
+            print(
+                f"{workload:<14}{ours['ops_per_second']:16,.0f}{'-':>16}{'-':>8}{'-':>19}"
+            )
+            continue
+        ratio = ours["ops_per_second"] / theirs["ops_per_second"]
+        cpu_ratio = ours["ops_per_cpu_second"] / theirs["ops_per_cpu_second"]
+        print(
+            f"{workload:<14}{ours['ops_per_second']:16,.0f}"
+            f"{theirs['ops_per_second']:16,.0f}{ratio:8.2f}{cpu_ratio:19.2f}",
+            flush=True,
+        )
+    space = space_amplification(data)
+    results["space"] = space
+    print(
+        f"after fillrandom + overwrite + compact(): tables {space['table_bytes']:,} bytes "
+        f"for {space['logical_bytes']:,} bytes of keys and values, space amplification "
+        f"{space['space_amplification']:.3f}, write amplification "
+        f"{space['write_amplification']:.2f}"
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""Bloom filter over the user keys of one table.
+
+A table's filter block lets a point lookup skip the table without reading
+a data block when the key is certainly absent. Layout of the filter block
+contents (before the block trailer):
+
+    bits     m / 8 bytes   bit i is ``byte[i >> 3] & (1 << (i & 7))``
+    probes   u8            number of probes k, 1..30
+
+Each user key is hashed once with xxh64 (seed 0). The low 32 bits are h1
+and the high 32 bits are h2, and probe i tests bit ``(h1 + i * h2) mod m``
+(double hashing). Sequence numbers are not hashed, so every version of a
+key maps to the same bits.
+
+With 10 bits per key, k = 7 and the expected false-positive rate is about
+0.82 %, from ``(1 - exp(-k / bits_per_key)) ** k``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import xxhash
+
+__all__ = [
+    "MAX_PROBES",
+    "MIN_FILTER_BITS",
+    "BloomFilter",
+    "BloomFilterBuilder",
+    "expected_false_positive_rate",
+    "probes_for",
+]
+
+#: Upper limit of the number of probes: more probes cost time and, beyond
+#: about 30, no longer lower the false-positive rate for any sensible size.
+MAX_PROBES = 30
+
+#: Smallest bit array written, so that a table with very few keys does not
+#: get a filter that is almost always positive.
+MIN_FILTER_BITS = 64
+
+_xxh64 = xxhash.xxh64_intdigest
+
+
+def probes_for(bits_per_key: int) -> int:
+    """Return the number of probes k = round(bits_per_key * ln 2), clamped to 1..30."""
+    return max(1, min(MAX_PROBES, round(bits_per_key * math.log(2))))
+
+
+def expected_false_positive_rate(bits_per_key: int) -> float:
+    """Return the textbook false-positive rate of a filter with ``bits_per_key``."""
+    if bits_per_key <= 0:
+        return 1.0
+    probes = probes_for(bits_per_key)
+    return (1.0 - math.exp(-probes / bits_per_key)) ** probes
+
+
+class BloomFilterBuilder:
+    """A collector of user keys that produces the filter block contents.
+
+    The caller adds each distinct user key once. A repeated key costs
+    nothing but time because it sets the same bits.
+    """
+
+    def __init__(self, bits_per_key: int) -> None:
+        if isinstance(bits_per_key, bool) or not isinstance(bits_per_key, int):
+            raise TypeError(
+                f"bits_per_key must be an int, not {type(bits_per_key).__name__}"
+            )
+        if bits_per_key < 1:
+            raise ValueError(f"bits_per_key must be >= 1, not {bits_per_key}")
+        self.bits_per_key = bits_per_key
+        self.probes = probes_for(bits_per_key)
+        self._hashes: list[int] = []
+
+    def __len__(self) -> int:
+        """Number of keys added."""
+        return len(self._hashes)
+
+    def add_key(self, key: bytes) -> None:
+        """Add one user key."""
+        self._hashes.append(_xxh64(key))
+
+    def finish(self) -> bytes:
+        """Return the filter block contents for every key added so far."""
+        bit_count = max(MIN_FILTER_BITS, len(self._hashes) * self.bits_per_key)
+        bit_count = (bit_count + 7) // 8 * 8
+        bits = bytearray(bit_count // 8)
+        probes = self.probes
+        for hashed in self._hashes:
+            position = hashed & 0xFFFFFFFF
+            step = hashed >> 32
+            for _ in range(probes):
+                bit = position % bit_count
+                bits[bit >> 3] |= 1 << (bit & 7)
+                position += step
+        bits.append(probes)
+        return bytes(bits)
+
+
+class BloomFilter:
+    """A decoded filter block that tests whether a user key may be in the table.
+
+    Raises ValueError when ``contents`` cannot be a filter block. The table
+    reader turns that into a CorruptionError naming the file and offset.
+    """
+
+    __slots__ = ("_bits", "_bit_count", "probes")
+
+    def __init__(self, contents: bytes) -> None:
+        if len(contents) < 2:
+            raise ValueError(f"filter block of {len(contents)} bytes is too short")
+        probes = contents[-1]
+        if not 1 <= probes <= MAX_PROBES:
+            raise ValueError(
+                f"filter block has {probes} probes, expected 1..{MAX_PROBES}"
+            )
+        self._bits = contents[:-1]
+        self._bit_count = len(self._bits) * 8
+        self.probes = probes
+
+    @property
+    def bit_count(self) -> int:
+        """Size of the bit array in bits."""
+        return self._bit_count
+
+    def may_contain(self, key: bytes) -> bool:
+        """Return False only if ``key`` was certainly not added to the filter."""
+        hashed = _xxh64(key)
+        position = hashed & 0xFFFFFFFF
+        step = hashed >> 32
+        # Locals: this runs once per point lookup in every table.
+        bits = self._bits
+        bit_count = self._bit_count
+        for _ in range(self.probes):
+            bit = position % bit_count
+            if not bits[bit >> 3] & (1 << (bit & 7)):
+                return False
+            position += step
+        return True

@@ -1,0 +1,858 @@
+"""LSMStore: the log-structured merge engine that storekit.open returns.
+
+Directory layout::
+
+    LOCK              held while a writer has the store open
+    CURRENT           names the live manifest (storekit.lsm.manifest)
+    MANIFEST-NNNNNN   log of version edits: the tables of each level
+    NNNNNN.sst        sorted tables (storekit.lsm.table)
+    wal/              WAL segments (storekit.wal)
+
+Write path: each write is one WAL record (an encoded WriteBatch, so a batch
+is atomic across a crash), then goes into the active memtable. A full
+memtable becomes immutable, and the WAL is rotated so that its records end
+in older segments. A background thread writes the immutable memtable to a
+level-0 table, fsyncs it and records it in the manifest. Only then does it
+delete the WAL segments the memtable covers. The same thread runs leveled compaction
+(storekit.lsm.compaction). Writers slow down, then wait, when flushes or
+level-0 compactions fall behind.
+
+Read path: ``get`` checks the active memtable, the immutable memtables
+newest first, then the tables through the current version. ``scan`` merges
+all of them (storekit.lsm.merge) at one sequence number.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import posixpath
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from .._validate import (
+    MAX_KEY_SIZE,
+    check_key,
+    check_optional_key,
+    check_value,
+    resolve_bounds,
+)
+from ..batch import KIND_DELETE, KIND_PUT, WriteBatch, decode_batch, encode_batch
+from ..errors import ClosedError, CorruptionError, DurabilityError, ReadOnlyError
+from ..fs import FileSystem, default_fs
+from ..memtable import Memtable
+from ..store import ScanItem, Snapshot, Store
+from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, Position
+from .block import MAX_SEQUENCE
+from .compaction import CompactionOptions
+from .jobs import BackgroundJobs
+from .manifest import CURRENT, VersionSet
+from .merge import (
+    ScanIterator,
+    level_entries,
+    memtable_entries,
+    merge_entries,
+    visible_items,
+)
+from .version import DEFAULT_MAX_LEVELS, Version
+
+__all__ = ["LSMStore"]
+
+logger = logging.getLogger("storekit.lsm")
+
+_open_stores: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_open_stores() -> None:
+    """Fsync and close LSM stores still open at interpreter exit."""
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception as exc:  # noqa: BLE001 - log every store's failure
+            logger.error("closing %s at exit failed: %s", store, exc)
+
+
+atexit.register(_close_open_stores)
+
+
+class _Frozen:
+    """An immutable memtable waiting for its flush.
+
+    ``wal_segment`` is the WAL segment that was started when this memtable
+    was frozen: once it is flushed, the segments before it hold no record
+    that is not in a table. It is None for a memtable filled during WAL
+    replay, which does not end at a segment boundary.
+    """
+
+    __slots__ = ("memtable", "wal_segment", "id")
+
+    def __init__(
+        self, memtable: Memtable, wal_segment: int | None, frozen_id: int
+    ) -> None:
+        self.memtable = memtable
+        self.wal_segment = wal_segment
+        self.id = frozen_id
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return value
+
+
+class LSMStore(BackgroundJobs, Store):
+    """A durable sorted key-value store built as a log-structured merge tree.
+
+    Options (sizes in bytes):
+
+    - ``sync``: ``"always"``, ``"batch"`` (default) or ``"none"``, the WAL's
+      durability policy; ``sync_interval`` (seconds) and ``sync_bytes``
+      bound the ``batch`` window; ``segment_bytes`` is the WAL segment size.
+    - ``recovery``: ``"tolerate_tail"`` (default), ``"strict"`` or
+      ``"point_in_time"``: what reopening does with a damaged WAL.
+    - ``read_only``: open without the lock and change no file; writes raise
+      ReadOnlyError. ``create``: create the directory when it is missing.
+    - ``memtable_bytes`` (4 MiB): memtable size that triggers a flush.
+    - ``max_immutable_memtables`` (2): full memtables waiting for a flush
+      before writers wait.
+    - ``table_bytes`` (2 MiB): target size of a compaction output table.
+    - ``block_size`` (4096), ``compression`` (``"lz4"`` or None),
+      ``bloom_bits_per_key`` (10; 0 disables the filter): table format.
+    - ``block_cache_bytes`` (8 MiB): decoded blocks kept in memory.
+    - ``level0_compaction_trigger`` (4 files), ``level0_slowdown_trigger``
+      (8 files: each write first sleeps ``slowdown_delay`` seconds),
+      ``level0_stop_trigger`` (12 files: writes wait).
+    - ``level1_bytes`` (10 MiB) and ``level_size_ratio`` (10): level ``n``
+      may hold ``level1_bytes * level_size_ratio ** (n - 1)`` bytes.
+    - ``max_levels`` (7).
+    - ``background`` (True): run flushes and compactions in a background
+      thread; with False the writer that fills a memtable runs them.
+    - ``verify_checksums`` (True): check data block checksums on reads.
+    - ``fs``: the file system (storekit.fs), for crash tests.
+
+    Thread-safety: every method may be called from any thread. Under
+    ``sync="always"`` a write becomes visible only after its WAL record is
+    fsynced, and concurrent writers share one fsync.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        sync: str = "batch",
+        recovery: str = "tolerate_tail",
+        read_only: bool = False,
+        create: bool = True,
+        fs: FileSystem | None = None,
+        memtable_bytes: int = 4 << 20,
+        max_immutable_memtables: int = 2,
+        table_bytes: int = 2 << 20,
+        block_size: int = 4096,
+        compression: str | None = "lz4",
+        bloom_bits_per_key: int = 10,
+        block_cache_bytes: int = 8 << 20,
+        level0_compaction_trigger: int = 4,
+        level0_slowdown_trigger: int = 8,
+        level0_stop_trigger: int = 12,
+        level1_bytes: int = 10 << 20,
+        level_size_ratio: int = 10,
+        max_levels: int = DEFAULT_MAX_LEVELS,
+        slowdown_delay: float = 0.001,
+        background: bool = True,
+        verify_checksums: bool = True,
+        sync_interval: float = 1.0,
+        sync_bytes: int = 1 << 20,
+        segment_bytes: int = 64 << 20,
+    ) -> None:
+        if sync not in SYNC_POLICIES:
+            raise ValueError(
+                f"sync must be one of {', '.join(SYNC_POLICIES)}, not {sync!r}"
+            )
+        if recovery not in RECOVERY_MODES:
+            raise ValueError(
+                f"recovery must be one of {', '.join(RECOVERY_MODES)}, not {recovery!r}"
+            )
+        for name, flag in (
+            ("read_only", read_only),
+            ("create", create),
+            ("background", background),
+            ("verify_checksums", verify_checksums),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {flag!r}")
+        if compression not in ("lz4", None):
+            raise ValueError(f"compression must be 'lz4' or None, not {compression!r}")
+        self._memtable_bytes = _check_int("memtable_bytes", memtable_bytes, 1024)
+        self._max_immutables = _check_int(
+            "max_immutable_memtables", max_immutable_memtables, 1
+        )
+        self._l0_slowdown = _check_int(
+            "level0_slowdown_trigger", level0_slowdown_trigger, 1
+        )
+        self._l0_stop = _check_int("level0_stop_trigger", level0_stop_trigger, 1)
+        if not isinstance(slowdown_delay, (int, float)) or slowdown_delay < 0:
+            raise ValueError(
+                f"slowdown_delay must be a number of seconds >= 0, not {slowdown_delay!r}"
+            )
+        self._slowdown_delay = float(slowdown_delay)
+        self._options = CompactionOptions(
+            table_bytes=_check_int("table_bytes", table_bytes, 1024),
+            block_size=_check_int("block_size", block_size, 256),
+            compression=compression,
+            bloom_bits_per_key=_check_int("bloom_bits_per_key", bloom_bits_per_key, 0),
+            level0_compaction_trigger=_check_int(
+                "level0_compaction_trigger", level0_compaction_trigger, 1
+            ),
+            level1_bytes=_check_int("level1_bytes", level1_bytes, 1024),
+            level_size_ratio=_check_int("level_size_ratio", level_size_ratio, 2),
+        )
+        _check_int("max_levels", max_levels, 2)
+        _check_int("block_cache_bytes", block_cache_bytes, 0)
+
+        self.path = str(path)
+        self._fs = default_fs(fs)
+        self._epoch = self._fs.epoch
+        self._sync_always = sync == "always"
+        self._read_only = read_only
+        self._background = background and not read_only
+        self._verify_checksums = verify_checksums
+
+        # The engine lock guards the memtables, the version pointer, the
+        # sequence counters and the snapshot list. Lock order, outermost
+        # first: compaction lock, flush lock, manifest lock, engine lock.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._apply_cond = threading.Condition(self._lock)
+        self._memtable = Memtable(keep_tombstones=True)
+        self._immutables: list[_Frozen] = []
+        self._frozen_ids = 0
+        self._flushed_id = 0
+        self._last_sequence = 0
+        self._assigned = 0
+        self._snapshots: SortedList = SortedList()
+        self._snapshot_list: list[int] = []
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._user_bytes = 0
+        self._file_lock = None
+        self._wal: WAL | None = None
+        self._versions = VersionSet(self._fs, self.path, max_levels=max_levels)
+        self._version: Version = self._versions.current
+        self._init_jobs(block_cache_bytes)
+
+        if not self._fs.exists(self.path):
+            if read_only or not create:
+                raise FileNotFoundError(f"store directory {self.path} does not exist")
+            self._fs.mkdir(self.path)
+        if not read_only:
+            self._file_lock = self._fs.lock(self._join("LOCK"))
+        try:
+            self._recover(recovery, sync, sync_interval, sync_bytes, segment_bytes)
+        except BaseException:
+            self._release_resources(failed_open=True)
+            raise
+        _open_stores.add(self)
+        self._start_background()
+
+    # -- recovery ----------------------------------------------------------------
+
+    def _join(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+    def _recover(
+        self, recovery, sync, sync_interval, sync_bytes, segment_bytes
+    ) -> None:
+        versions = self._versions
+        existed = versions.recover()
+        if not existed and self._fs.exists(self._join("CHECKPOINT")):
+            raise ValueError(
+                f"{self.path} contains a DurableStore (it has a CHECKPOINT file and no "
+                "CURRENT); open it with storekit.DurableStore"
+            )
+        if not existed:
+            tables = [
+                name for name in self._fs.listdir(self.path) if name.endswith(".sst")
+            ]
+            if tables:
+                # Starting empty would delete these tables as orphans.
+                raise CorruptionError(
+                    f"{self.path} has {len(tables)} table files but no CURRENT file "
+                    "naming a manifest; restore CURRENT or move the tables away",
+                    self._join(CURRENT),
+                    None,
+                )
+        versions.check_tables()
+        if not self._read_only:
+            versions.remove_orphans()
+            versions.write_new_manifest()
+        self._install(versions.current)
+        self._wal = WAL(
+            self._join("wal"),
+            sync=sync,
+            fs=self._fs,
+            recovery=recovery,
+            segment_bytes=segment_bytes,
+            sync_interval=sync_interval,
+            sync_bytes=sync_bytes,
+            read_only=self._read_only,
+        )
+        if not self._read_only and versions.wal_segment:
+            # A crash after a flush's manifest edit but before the removal
+            # leaves covered segments behind.
+            self._wal.remove_segments_before(versions.wal_segment)
+        self._replay(versions.last_sequence, versions.wal_segment)
+
+    def _replay(self, flushed_sequence: int, first_segment: int) -> None:
+        """Apply the WAL records not yet in tables to memtables."""
+        wal = self._wal
+        assert wal is not None
+        start = Position(first_segment, 0) if first_segment else None
+        last = flushed_sequence
+        for position, payload in wal.replay(start):
+            try:
+                sequence, ops = decode_batch(payload)
+            except CorruptionError as exc:
+                raise CorruptionError(
+                    f"WAL record at segment {position.segment} offset {position.offset} "
+                    f"in {wal.path}: {exc}",
+                    wal.path,
+                    position.offset,
+                ) from None
+            if sequence + len(ops) - 1 <= flushed_sequence:
+                continue  # already in a table
+            if sequence != last + 1:
+                raise CorruptionError(
+                    f"WAL record at segment {position.segment} offset {position.offset} "
+                    f"starts at sequence {sequence}, expected {last + 1}: records are "
+                    "missing",
+                    wal.path,
+                    position.offset,
+                )
+            last = self._memtable.apply(ops, sequence, [])
+            if self._memtable.approximate_bytes >= self._memtable_bytes:
+                self._freeze_replayed_memtable()
+        self._last_sequence = self._assigned = last
+
+    def _freeze_replayed_memtable(self) -> None:
+        self._frozen_ids += 1
+        self._immutables.append(_Frozen(self._memtable, None, self._frozen_ids))
+        self._memtable = Memtable(keep_tombstones=True)
+        if not self._read_only:
+            # Flush now so replaying a long WAL needs one memtable of memory.
+            self._flush_one()
+
+    # -- checks ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed or self._fs.epoch != self._epoch:
+            raise ClosedError(f"store {self.path} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(f"store {self.path} was opened with read_only=True")
+        if self._failure is not None:
+            raise DurabilityError(
+                f"store {self.path}: a WAL write failed earlier ({self._failure}); "
+                "reopen it to continue"
+            ) from self._failure
+
+    # -- writes ------------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> None:
+        key = check_key(key)
+        value = check_value(value)
+        self._write_ops([(KIND_PUT, key, value)], len(key) + len(value))
+
+    def delete(self, key: bytes) -> None:
+        key = check_key(key)
+        self._write_ops([(KIND_DELETE, key, None)], len(key))
+
+    def write(self, batch: WriteBatch) -> None:
+        if not isinstance(batch, WriteBatch):
+            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
+        ops = list(batch)
+        if ops:
+            self._write_ops(ops, batch.approximate_size)
+
+    def _write_ops(self, ops: list[tuple[int, bytes, bytes | None]], size: int) -> None:
+        if self._sync_always:
+            self._write_synced(ops, size)
+        else:
+            with self._lock:
+                self._check_writable()
+                if (
+                    self._memtable.approximate_bytes >= self._memtable_bytes
+                    or self._slow_writes
+                ):
+                    self._make_room_locked()
+                first = self._last_sequence + 1
+                try:
+                    self._wal.append(encode_batch(ops, first))  # type: ignore[union-attr]
+                except DurabilityError as exc:
+                    self._failure = exc
+                    raise
+                self._last_sequence = self._assigned = self._memtable.apply(
+                    ops, first, self._snapshot_list
+                )
+                self._user_bytes += size
+        if self._inline_work:
+            self._run_inline_work()
+
+    def _write_synced(
+        self, ops: list[tuple[int, bytes, bytes | None]], size: int
+    ) -> None:
+        """Append under the lock, share an fsync outside it, apply in sequence order."""
+        wal = self._wal
+        assert wal is not None
+        with self._lock:
+            self._check_writable()
+            if (
+                self._memtable.approximate_bytes >= self._memtable_bytes
+                or self._slow_writes
+            ):
+                self._make_room_locked()
+            first = self._assigned + 1
+            try:
+                _, mark = wal.append_nowait(encode_batch(ops, first))
+            except DurabilityError as exc:
+                self._failure = exc
+                raise
+            self._assigned = first + len(ops) - 1
+        try:
+            wal.wait_durable(mark)
+        except (DurabilityError, ClosedError) as exc:
+            with self._lock:
+                if isinstance(exc, DurabilityError) and self._failure is None:
+                    self._failure = exc
+                self._apply_cond.notify_all()
+            raise
+        with self._lock:
+            while self._last_sequence != first - 1:
+                self._check_applying()
+                self._apply_cond.wait()
+            self._last_sequence = self._memtable.apply(ops, first, self._snapshot_list)
+            self._user_bytes += size
+            self._apply_cond.notify_all()
+
+    def _check_applying(self) -> None:
+        if self._failure is not None:
+            raise DurabilityError(
+                f"store {self.path} failed before this write was applied "
+                f"({self._failure}); reopen it to continue"
+            ) from self._failure
+        self._check_open()
+
+    def _make_room_locked(self, force: bool = False) -> None:
+        """Slow down, wait or switch memtables so the next write fits.
+
+        With ``force`` the memtable is switched even when it is not full
+        (``flush``). Called and returns with the engine lock held; waiting
+        releases it.
+        """
+        delayed = False
+        stall_started: float | None = None
+        try:
+            while True:
+                self._check_writable()
+                if self._slow_writes and not delayed and not force and self._background:
+                    # One short sleep per write while level 0 is over the
+                    # slowdown trigger gives the compaction thread the GIL.
+                    delayed = True
+                    self._slowdowns += 1
+                    self._lock.release()
+                    try:
+                        time.sleep(self._slowdown_delay)
+                    finally:
+                        self._lock.acquire()
+                    continue
+                if (
+                    not force
+                    and self._memtable.approximate_bytes < self._memtable_bytes
+                ):
+                    return
+                reason = self._stall_reason_locked()
+                if reason is None:
+                    self._switch_memtable_locked()
+                    return
+                if stall_started is None:
+                    stall_started = time.monotonic()
+                    self._begin_stall_locked(reason)
+                self._cond.notify_all()
+                self._cond.wait(timeout=0.5)
+        finally:
+            if stall_started is not None:
+                self._end_stall_locked(time.monotonic() - stall_started)
+
+    def _stall_reason_locked(self) -> str | None:
+        """Return why a memtable switch must wait now, or None."""
+        waiting = len(self._immutables)
+        if waiting < self._max_immutables and (
+            not self._background or len(self._version.levels[0]) < self._l0_stop
+        ):
+            return None
+        if waiting >= self._max_immutables:
+            reason = f"{waiting} memtables wait for a flush"
+        else:
+            reason = f"level 0 has {len(self._version.levels[0])} tables"
+        error = self._background_error
+        if error is not None or not self._background:
+            # Waiting on a job that just failed could block for good.
+            raise DurabilityError(
+                f"store {self.path}: the write must wait ({reason}) for a flush or "
+                f"compaction that failed ({error}); retry it later or reopen the store"
+            ) from error
+        return reason
+
+    def _switch_memtable_locked(self) -> None:
+        """Freeze the active memtable and start a WAL segment for the next one."""
+        while self._last_sequence != self._assigned:
+            # Under sync="always" appended writes may still be waiting to be
+            # applied; they belong to the memtable of their WAL segment.
+            self._check_applying()
+            self._apply_cond.wait()
+        try:
+            segment = self._wal.rotate()  # type: ignore[union-attr]
+        except DurabilityError as exc:
+            self._failure = exc
+            raise
+        self._frozen_ids += 1
+        self._immutables.append(_Frozen(self._memtable, segment, self._frozen_ids))
+        self._memtable = Memtable(keep_tombstones=True)
+        self._request_work_locked()
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        with self._lock:
+            if self._closed or self._fs.epoch != self._epoch:
+                raise ClosedError(f"store {self.path} is closed")
+            found = self._memtable.get(key)
+            if found is None:
+                for frozen in reversed(self._immutables):
+                    found = frozen.memtable.get(key)
+                    if found is not None:
+                        break
+            version = self._version
+        if found is None:
+            found = self._table_get(version, key, MAX_SEQUENCE)
+            if found is None:
+                return default
+        value = found[1]
+        return default if value is None else value
+
+    def _get_at(self, key: bytes, sequence: int, default: bytes | None) -> bytes | None:
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            found = self._memtable.get(key, sequence)
+            if found is None:
+                for frozen in reversed(self._immutables):
+                    found = frozen.memtable.get(key, sequence)
+                    if found is not None:
+                        break
+            version = self._version
+        if found is None:
+            found = self._table_get(version, key, sequence)
+            if found is None:
+                return default
+        value = found[1]
+        return default if value is None else value
+
+    def _table_get(
+        self, version: Version, key: bytes, sequence: int
+    ) -> tuple[int, bytes | None] | None:
+        """Return the newest entry of ``key`` at ``sequence`` in the tables, or None."""
+        readers = self._readers
+        for meta in version.find(key):
+            reader = readers.get(meta.number) or self._reader(meta)
+            found = reader.get(key, sequence)
+            if found is not None:
+                return found
+        return None
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        keys_only: bool = False,
+    ) -> Iterator[ScanItem]:
+        low, high = resolve_bounds(start, end, prefix)
+        with self._lock:
+            self._check_open()
+            sequence = self._last_sequence
+            self._add_snapshot_locked(sequence)
+            view = (self._memtable, list(self._immutables), self._version)
+        return self._iterator(low, high, reverse, keys_only, sequence, view, owns=True)
+
+    def _scan_at(
+        self,
+        low: bytes | None,
+        high: bytes | None,
+        reverse: bool,
+        keys_only: bool,
+        sequence: int,
+    ) -> Iterator[ScanItem]:
+        with self._lock:
+            self._check_open()
+            view = (self._memtable, list(self._immutables), self._version)
+        return self._iterator(low, high, reverse, keys_only, sequence, view, owns=False)
+
+    def _iterator(
+        self, low, high, reverse, keys_only, sequence, view, owns
+    ) -> ScanIterator:
+        release = (lambda: self._release_snapshot(sequence)) if owns else None
+        if low is not None and high is not None and low >= high:
+            return ScanIterator(iter(()), release)
+        memtable, immutables, version = view
+        sources: list[Any] = [
+            memtable_entries(
+                memtable, low, high, reverse, sequence, self._lock, self._check_open
+            )
+        ]
+        for frozen in reversed(immutables):
+            sources.append(
+                memtable_entries(frozen.memtable, low, high, reverse, sequence, None)
+            )
+        for meta in version.levels[0]:
+            if meta.overlaps(low, high):
+                sources.append(self._reader(meta).iterate(low, high, reverse))
+        for files in version.levels[1:]:
+            if files:
+                sources.append(level_entries(files, self._reader, low, high, reverse))
+        merged = merge_entries(sources, reverse)
+        return ScanIterator(
+            visible_items(merged, sequence, keys_only), release, version
+        )
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            self._check_open()
+            sequence = self._last_sequence
+            self._add_snapshot_locked(sequence)
+        return _LSMSnapshot(self, sequence)
+
+    def _add_snapshot_locked(self, sequence: int) -> None:
+        self._snapshots.add(sequence)
+        self._snapshot_list = list(self._snapshots)
+
+    def _release_snapshot(self, sequence: int) -> None:
+        with self._lock:
+            self._snapshots.discard(sequence)
+            self._snapshot_list = list(self._snapshots)
+
+    # -- flush and compaction requests ---------------------------------------------
+
+    def flush(self) -> None:
+        """Fsync the WAL and write the memtable to a level-0 table.
+
+        Returns once every write made before the call is in a table. Raises
+        DurabilityError when that flush failed; the data stays in the WAL
+        and the memtable, and the flush is retried.
+        """
+        with self._lock:
+            self._check_writable()
+            if len(self._memtable):
+                self._make_room_locked(force=True)  # rotates, which fsyncs the WAL
+                synced = True
+            else:
+                synced = False
+            target = self._immutables[-1].id if self._immutables else None
+            failures = self._flush_failures
+        if not synced:
+            try:
+                self._wal.sync()  # type: ignore[union-attr]
+            except DurabilityError as exc:
+                self._failure = exc
+                raise
+        if target is not None:
+            self._wait_flushed(target, failures)
+
+    def compact(self, start: bytes | None = None, end: bytes | None = None) -> None:
+        """Flush, then compact every level's tables in ``[start, end)`` down to one level.
+
+        The range's data ends in the deepest level that contains data, with
+        overwritten values and deleted keys dropped where no snapshot needs
+        them. Runs in the calling thread; background compactions wait.
+        """
+        low = check_optional_key(start, "start")
+        high = check_optional_key(end, "end")
+        self.flush()
+        self._compact_range(low, high)
+
+    # -- stats and verification ----------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Return levels, memtables, flushes, compactions, stalls, caches and WAL counters.
+
+        ``write_amplification`` is the bytes written to the WAL and to
+        tables divided by the key and value bytes written since open.
+        """
+        with self._lock:
+            self._check_open()
+            version = self._version
+            result: dict[str, Any] = {
+                "engine": "lsm",
+                "memtable_bytes": self._memtable.approximate_bytes,
+                "memtable_keys": len(self._memtable),
+                "immutable_memtables": len(self._immutables),
+                "immutable_bytes": sum(
+                    f.memtable.approximate_bytes for f in self._immutables
+                ),
+                "last_sequence": self._last_sequence,
+                "snapshots": len(self._snapshots),
+                "user_bytes_written": self._user_bytes,
+            }
+        result.update(self._job_stats(version))
+        if self._wal is not None:
+            wal_stats = self._wal.stats()
+            result["wal"] = wal_stats
+            result["recovery"] = wal_stats["recovery"]
+            written = wal_stats["bytes_written"] + result["table_bytes_written"]
+            result["write_amplification"] = (
+                written / result["user_bytes_written"]
+                if result["user_bytes_written"]
+                else 0.0
+            )
+        return result
+
+    def verify(self) -> dict[str, Any]:
+        """Check every block checksum of every table and every WAL record.
+
+        Returns counts; raises CorruptionError naming the file and offset of
+        the first damage.
+        """
+        with self._lock:
+            self._check_open()
+            version = self._version
+        blocks = 0
+        tables = 0
+        for _, meta in version.files():
+            blocks += self._reader(meta).verify()
+            tables += 1
+        records = 0
+        if self._wal is not None:
+            for _ in self._wal.replay():
+                records += 1
+        return {"tables": tables, "blocks": blocks, "wal_records": records}
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop background work, fsync the WAL, close files and release the lock."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+            self._apply_cond.notify_all()
+        _open_stores.discard(self)
+        self._stop_background()
+        if not self._read_only and self._fs.epoch == self._epoch:
+            self._delete_obsolete_files()
+        self._release_resources(failed_open=False)
+
+    def _release_resources(self, failed_open: bool) -> None:
+        alive = self._fs.epoch == self._epoch
+        error: BaseException | None = None
+        if self._wal is not None:
+            try:
+                self._wal.close()
+            except DurabilityError as exc:
+                error = exc
+        self._versions.close()
+        self._close_readers()
+        if self._file_lock is not None and alive:
+            self._file_lock.release()
+        self._file_lock = None
+        if error is not None and self._failure is None and not failed_open:
+            raise error
+
+    def _check_invariants(self) -> None:
+        """Raise AssertionError if levels, memtables or snapshots are inconsistent."""
+        with self._lock:
+            version = self._version
+            immutables = list(self._immutables)
+            assert list(self._snapshots) == self._snapshot_list
+            if not self._sync_always:
+                assert self._assigned == self._last_sequence
+        version.check_invariants()
+        ids = [frozen.id for frozen in immutables]
+        assert ids == sorted(ids), ids
+        for frozen in immutables:
+            assert frozen.memtable.last_sequence <= self._last_sequence
+        tables_sequence = max(
+            (meta.largest_sequence for _, meta in version.files()), default=0
+        )
+        assert tables_sequence <= self._last_sequence, (
+            tables_sequence,
+            self._last_sequence,
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once closed, or once the file system crashed under the store."""
+        return self._closed or self._fs.epoch != self._epoch
+
+    def __repr__(self) -> str:
+        return f"<LSMStore {self.path!r}>"
+
+
+class _LSMSnapshot(Snapshot):
+    """A read-only view of an LSMStore at one sequence number."""
+
+    def __init__(self, store: LSMStore, sequence: int) -> None:
+        self._store = store
+        self._sequence = sequence
+        self._closed = False
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number this snapshot reads at."""
+        return self._sequence
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("snapshot is closed")
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        self._check_open()
+        return self._store._get_at(key, self._sequence, default)
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        keys_only: bool = False,
+    ) -> Iterator[ScanItem]:
+        self._check_open()
+        low, high = resolve_bounds(start, end, prefix)
+        return self._store._scan_at(low, high, reverse, keys_only, self._sequence)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._store._release_snapshot(self._sequence)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass

@@ -1,0 +1,210 @@
+"""Merging iterators: one sorted stream of entries from memtables and tables.
+
+Every source yields entries ``(key, sequence, value)`` where a value of
+None is a tombstone. Forward sources are sorted by key ascending and, for
+one key, by sequence descending; reverse sources by key descending and,
+for one key, by sequence descending as well. So in both directions the
+newest version of a key comes first, and ``visible_items`` keeps the first
+version at or below the read's sequence number and drops tombstones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from ..memtable import Memtable
+from .version import FileMetadata
+
+__all__ = [
+    "Entry",
+    "ScanIterator",
+    "level_entries",
+    "memtable_entries",
+    "merge_entries",
+    "visible_items",
+]
+
+#: ``(key, sequence, value or None)``
+Entry = tuple[bytes, int, "bytes | None"]
+
+
+def memtable_entries(
+    memtable: Memtable,
+    low: bytes | None,
+    high: bytes | None,
+    reverse: bool,
+    sequence: int,
+    lock: threading.Lock | None,
+    check_open: Callable[[], None] | None = None,
+) -> Iterator[Entry]:
+    """Yield the version of each key in ``[low, high)`` visible at ``sequence``.
+
+    Keys are read in chunks. With ``lock`` (the active memtable, which
+    writers change) each chunk is read under the lock and the scan resumes
+    after the last key seen, so it never holds the lock while the caller
+    works. ``check_open`` runs under the lock before each chunk.
+    """
+    after: bytes | None = None
+    while True:
+        if lock is not None:
+            with lock:
+                if check_open is not None:
+                    check_open()
+                chunk, last = _memtable_chunk(
+                    memtable, low, high, reverse, after, sequence
+                )
+        else:
+            chunk, last = _memtable_chunk(memtable, low, high, reverse, after, sequence)
+        if last is None:
+            return
+        yield from chunk
+        after = last
+
+
+def _memtable_chunk(memtable, low, high, reverse, after, sequence):
+    keys = memtable.keys_from(low, high, reverse, after)
+    if not keys:
+        return [], None
+    lookup = memtable.get
+    chunk = []
+    for key in keys:
+        found = lookup(key, sequence)
+        if found is not None:
+            chunk.append((key, found[0], found[1]))
+    return chunk, keys[-1]
+
+
+def level_entries(
+    files: Sequence[FileMetadata],
+    open_reader: Callable[[FileMetadata], Any],
+    low: bytes | None,
+    high: bytes | None,
+    reverse: bool,
+    fill_cache: bool = True,
+) -> Iterator[Entry]:
+    """Yield the entries of one deeper level: its files in key order, concatenated.
+
+    The files of a deeper level have disjoint key ranges, so chaining them
+    keeps the order. A file is opened only when the scan reaches it.
+    ``fill_cache=False`` keeps the blocks read out of the block cache.
+    """
+    selected = [meta for meta in files if meta.overlaps(low, high)]
+    if reverse:
+        selected.reverse()
+    for meta in selected:
+        yield from open_reader(meta).iterate(low, high, reverse, fill_cache=fill_cache)
+
+
+def merge_entries(sources: list[Iterable[Entry]], reverse: bool) -> Iterator[Entry]:
+    """Merge sorted sources into one stream with the order of the module docstring.
+
+    No two sources may hold the same ``(key, sequence)``: the engine never
+    has one write in two places of one view.
+    """
+    if reverse:
+        # For one key, sequence descending is also tuple-descending order.
+        return heapq.merge(*sources, reverse=True)
+    return _merge_forward(sources)
+
+
+def _merge_forward(sources: list[Iterable[Entry]]) -> Iterator[Entry]:
+    # Heap items are (key, -sequence, source index, value, iterator): the
+    # index is unique, so values and iterators are never compared.
+    heap = []
+    for index, source in enumerate(sources):
+        iterator = iter(source)
+        for key, sequence, value in iterator:
+            heap.append((key, -sequence, index, value, iterator))
+            break
+    heapq.heapify(heap)
+    heapreplace = heapq.heapreplace
+    heappop = heapq.heappop
+    while len(heap) > 1:
+        key, negative_sequence, index, value, iterator = heap[0]
+        yield key, -negative_sequence, value
+        for key, sequence, value in iterator:
+            heapreplace(heap, (key, -sequence, index, value, iterator))
+            break
+        else:
+            heappop(heap)
+    if heap:
+        key, negative_sequence, _, value, iterator = heap[0]
+        yield key, -negative_sequence, value
+        yield from iterator
+
+
+def visible_items(
+    entries: Iterator[Entry], sequence: int, keys_only: bool
+) -> Iterator[Any]:
+    """Yield ``(key, value)`` (or keys) of the newest version at ``sequence``.
+
+    Versions newer than ``sequence`` are skipped; a key whose visible
+    version is a tombstone is left out.
+    """
+    previous: bytes | None = None
+    for key, entry_sequence, value in entries:
+        if entry_sequence > sequence or key == previous:
+            continue
+        previous = key
+        if value is None:
+            continue
+        yield key if keys_only else (key, value)
+
+
+class ScanIterator:
+    """The iterator ``scan`` returns: a merged view plus the release of its snapshot.
+
+    ``release`` runs once, when the iterator is exhausted, closed or
+    garbage collected, so the versions it reads stay until then. ``keep``
+    is held until the same moment.
+    """
+
+    __slots__ = ("_items", "_release", "_keep", "__weakref__")
+
+    def __init__(
+        self,
+        items: Iterator[Any],
+        release: Callable[[], None] | None,
+        keep: object = None,
+    ) -> None:
+        self._items = items
+        self._release = release
+        # The version being read: while it is referenced, its tables are
+        # neither closed nor deleted.
+        self._keep = keep
+
+    def __iter__(self) -> ScanIterator:
+        return self
+
+    def __next__(self) -> Any:
+        items = self._items
+        if items is None:
+            raise StopIteration
+        try:
+            return next(items)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the scan and release its view; closing twice is allowed."""
+        self._items = None  # type: ignore[assignment]
+        self._keep = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> ScanIterator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
