@@ -7,6 +7,7 @@ from typing import Any
 
 from .fs import default_fs
 from .store import Store
+from .wal import check_path
 
 __all__ = ["open"]
 
@@ -26,7 +27,7 @@ def open(path: str, **options: Any) -> Store:  # noqa: A001 - the public name
     b'v'
     """
     fs = default_fs(options.get("fs"))
-    path = str(path)
+    path = check_path(path)
     has_checkpoint = fs.exists(posixpath.join(path, "CHECKPOINT"))
     if has_checkpoint and not fs.exists(posixpath.join(path, "CURRENT")):
         return _open_durable(path, options)

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .fs import FileSystem, default_fs
 from .memory import MemtableStore
-from .wal import RECOVERY_MODES, SYNC_POLICIES, WAL, iter_records
+from .wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path, iter_records
 
 __all__ = ["DurableStore", "check_common_options"]
 
@@ -125,7 +125,7 @@ class DurableStore(MemtableStore):
                 f"checkpoint_bytes must be an int of at least 4096, not {checkpoint_bytes!r}"
             )
         super().__init__()
-        self.path = str(path)
+        self.path = check_path(path)
         self._fs = default_fs(fs)
         self._epoch = self._fs.epoch
         self._sync = sync
@@ -138,6 +138,7 @@ class DurableStore(MemtableStore):
         # fsync; _applied is the last sequence applied to the memtable.
         self._apply_cond = threading.Condition(self._lock)
         self._assigned = 0
+        self._closing = False
         self._file_lock = None
         self._wal: WAL | None = None
 
@@ -159,6 +160,7 @@ class DurableStore(MemtableStore):
                 sync_bytes=sync_bytes,
                 read_only=read_only,
                 first_segment=first_segment,
+                must_exist=self._fs.exists(self._checkpoint_path),
             )
             self._replay(checkpoint_sequence, first_segment)
         except BaseException:
@@ -223,6 +225,8 @@ class DurableStore(MemtableStore):
 
     def _check_writable(self) -> None:
         self._check_open()
+        if self._closing:
+            raise ClosedError(f"store {self.path} is closing")
         if self._read_only:
             raise ReadOnlyError(f"store {self.path} was opened with read_only=True")
         if self._failure is not None:
@@ -295,7 +299,7 @@ class DurableStore(MemtableStore):
         if not self._checkpoint_lock.acquire(blocking=False):
             return
         try:
-            self.checkpoint()
+            self._checkpoint_locked()
         except (OSError, StorekitError) as exc:
             # The write that triggered the checkpoint is durable already, so
             # it must not look failed. The WAL still contains everything; the
@@ -312,6 +316,10 @@ class DurableStore(MemtableStore):
 
         Writers go on while the checkpoint is written: it reads a snapshot.
         """
+        with self._checkpoint_lock:
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
         wal = self._wal
         assert wal is not None
         with self._lock:
@@ -324,6 +332,9 @@ class DurableStore(MemtableStore):
             self._wal_bytes_at_checkpoint = wal.stats()["bytes_written"]
         try:
             self._write_checkpoint(sequence, first_segment)
+        except OSError as exc:
+            # The WAL still has every write, so the store stays usable.
+            raise StorekitError(f"checkpoint of {self.path} failed: {exc}") from exc
         finally:
             self._release(sequence)
         wal.remove_segments_before(first_segment)
@@ -423,6 +434,16 @@ class DurableStore(MemtableStore):
         with self._lock:
             if self._closed:
                 return
+            self._closing = True
+            # Writes whose WAL record is already fsynced wait for their turn
+            # to be applied; let them finish so none of them reports a
+            # failure for a write that reopening would show.
+            while (
+                self._last_sequence != self._assigned
+                and self._failure is None
+                and self._fs.epoch == self._epoch
+            ):
+                self._apply_cond.wait(0.1)
             self._closed = True
             self._apply_cond.notify_all()
         _open_stores.discard(self)

@@ -28,7 +28,7 @@ import stat
 import threading
 from abc import ABC, abstractmethod
 
-from .errors import ClosedError, DurabilityError, LockedError
+from .errors import ClosedError, CorruptionError, DurabilityError, LockedError
 
 __all__ = ["File", "FileLock", "FileSystem", "OSFileSystem", "default_fs"]
 
@@ -276,7 +276,14 @@ class _OSFileLock(FileLock):
                 raise LockedError(f"{path} is locked by another store in this process")
             self._held.add(self._path)
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except IsADirectoryError:
+                raise CorruptionError(
+                    f"lock file {path} is a directory; remove it to open the store",
+                    path,
+                    None,
+                ) from None
             _lock_descriptor(self._fd, path)
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)

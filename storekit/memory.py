@@ -66,6 +66,14 @@ class MemtableStore(Store):
         ops = list(batch)
         if ops:
             self._write_ops(ops)
+        else:
+            # An empty batch writes nothing but still reports a closed or
+            # read-only store, as a non-empty one would.
+            with self._lock:
+                self._check_writable()
+
+    def _check_writable(self) -> None:
+        self._check_open()
 
     def _write_ops(self, ops: list[tuple[int, bytes, bytes | None]]) -> None:
         with self._lock:

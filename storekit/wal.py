@@ -23,6 +23,8 @@ segment can end in a torn write.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import posixpath
 import struct
 import threading
@@ -63,6 +65,26 @@ class Position(NamedTuple):
     offset: int
 
 
+def _check_positive_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+
+
+def check_path(path: object) -> str:
+    """Return a directory argument as a str; raise TypeError for other types."""
+    if isinstance(path, str):
+        return path
+    if isinstance(path, os.PathLike):
+        text = os.fspath(path)
+        if isinstance(text, str):
+            return text
+    raise TypeError(
+        f"path must be a str or os.PathLike of str, not {type(path).__name__}"
+    )
+
+
 def segment_name(number: int) -> str:
     """Return the file name of segment ``number``."""
     return f"{number:012d}{SEGMENT_SUFFIX}"
@@ -79,7 +101,13 @@ def parse_segment_name(name: str) -> int | None:
 def list_segments(fs: FileSystem, path: str) -> list[int]:
     """Return the segment numbers in directory ``path``, ascending."""
     numbers = []
-    for name in fs.listdir(path):
+    try:
+        names = fs.listdir(path)
+    except NotADirectoryError:
+        raise CorruptionError(
+            f"WAL path {path} is a file, not a directory", path, None
+        ) from None
+    for name in names:
         number = parse_segment_name(name)
         if number is not None:
             numbers.append(number)
@@ -153,6 +181,7 @@ class WAL:
         sync_bytes: int = 1 << 20,
         read_only: bool = False,
         first_segment: int = 1,
+        must_exist: bool = False,
     ) -> None:
         if sync not in SYNC_POLICIES:
             raise ValueError(f"sync must be one of {SYNC_POLICIES}, not {sync!r}")
@@ -160,18 +189,22 @@ class WAL:
             raise ValueError(
                 f"recovery must be one of {RECOVERY_MODES}, not {recovery!r}"
             )
-        if not isinstance(segment_bytes, int) or segment_bytes < 4096:
+        _check_positive_int("segment_bytes", segment_bytes, 4096)
+        _check_positive_int("sync_bytes", sync_bytes, 1)
+        if (
+            isinstance(sync_interval, bool)
+            or not isinstance(sync_interval, (int, float))
+            or not math.isfinite(sync_interval)
+            or sync_interval <= 0
+        ):
             raise ValueError(
-                f"segment_bytes must be an int of at least 4096, not {segment_bytes!r}"
+                "sync_interval must be a finite positive number of seconds, "
+                f"not {sync_interval!r}"
             )
-        if not isinstance(sync_interval, (int, float)) or sync_interval <= 0:
-            raise ValueError(
-                f"sync_interval must be a positive number of seconds, not {sync_interval!r}"
-            )
-        if not isinstance(sync_bytes, int) or sync_bytes <= 0:
-            raise ValueError(f"sync_bytes must be a positive int, not {sync_bytes!r}")
-        self.path = str(path)
+        _check_positive_int("first_segment", first_segment, 0)
+        self.path = check_path(path)
         self.sync_policy = sync
+        self._batch_policy = sync == "batch"
         self.recovery_mode = recovery
         self.read_only = read_only
         self._fs = default_fs(fs)
@@ -205,6 +238,13 @@ class WAL:
         self._next_number = max(int(first_segment), 1)
 
         if not self._fs.exists(self.path):
+            if must_exist:
+                raise CorruptionError(
+                    f"WAL directory {self.path} is missing, but the store's other "
+                    "files show it existed: writes kept only there would be lost",
+                    self.path,
+                    None,
+                )
             if read_only:
                 raise FileNotFoundError(f"WAL directory {self.path} does not exist")
             self._fs.mkdir(self.path)
@@ -426,6 +466,43 @@ class WAL:
         if need_sync:
             self.wait_durable(end)
         return position, end
+
+    def append_record(self, payload: bytes) -> int:
+        """Append one record as ``append_nowait`` does; return only the durability mark.
+
+        The fast path of a store that appends one record per write and
+        needs no position: ``payload`` must be ``bytes``, which is not
+        checked. Under ``sync="always"`` the caller must pass the mark to
+        ``wait_durable``.
+        """
+        need_sync = False
+        with self._lock:
+            if (
+                self._closed
+                or self._failure is not None
+                or self.read_only
+                or self._fs.epoch != self._epoch
+            ):
+                self._check_writable()
+            data = framing.frame(payload, self._size % _BLOCK)
+            try:
+                self._file.append(data)  # type: ignore[union-attr]
+            except BaseException as exc:
+                self._fail(exc)
+                raise
+            self._size += len(data)
+            self._written += len(data)
+            self._appends += 1
+            end = self._written
+            if self._size >= self._segment_bytes:
+                self._rotate_or_fail()
+            elif self._batch_policy:
+                need_sync = end - self._synced >= self._sync_bytes
+                if self._syncer is None:
+                    self._start_syncer()
+        if need_sync:
+            self.wait_durable(end)
+        return end
 
     def wait_durable(self, mark: int) -> None:
         """Block until an fsync covers every byte up to ``mark``.

@@ -116,6 +116,39 @@ _lsm_store = _find_lsm_store()
 if _lsm_store is not None:
     register_kind("lsm", _lsm_store, durable=True, memtable_bytes=LSM_MEMTABLE_BYTES)
 
+
+def _event_sourced_store(
+    path: str,
+    *,
+    sync: str = "batch",
+    read_only: bool = False,
+    create: bool = True,
+    fs: Any = None,
+    **options: Any,
+) -> Store:
+    """Open an EventSourcedStore: an event log with a projection into an LSM store."""
+    from storekit.eventlog import EventLog, EventSourcedStore
+
+    log = EventLog(
+        os.path.join(path, "log"), sync=sync, fs=fs, read_only=read_only, create=create
+    )
+    try:
+        inner = storekit.open(
+            os.path.join(path, "inner"),
+            sync=sync,
+            read_only=read_only,
+            create=create,
+            fs=fs,
+            **options,
+        )
+    except BaseException:
+        log.close()
+        raise
+    return EventSourcedStore(log, inner)
+
+
+register_kind("eventsourced", _event_sourced_store, durable=True)
+
 #: Names of the kinds whose contents survive close and reopen.
 DURABLE_KINDS = [name for name, kind in KINDS.items() if kind.durable]
 

@@ -15,7 +15,13 @@ import random
 
 import pytest
 
-from storekit import CorruptionError, DurabilityError, MemoryStore, WriteBatch
+from storekit import (
+    CorruptionError,
+    DurabilityError,
+    MemoryStore,
+    StorekitError,
+    WriteBatch,
+)
 from storekit.lsm import LSMStore
 from storekit.testing import CrashFS
 
@@ -88,7 +94,7 @@ def run_crash_points(action, flushed_rounds: int) -> int:
             fs.fail(op, at=k, errno=errno.EIO)
             try:
                 action(db)
-            except (DurabilityError, OSError):
+            except (StorekitError, OSError):
                 hit += 1
             else:
                 fs.clear_failures()

@@ -34,7 +34,12 @@ def parse_bytes(text: str | None) -> bytes | None:
     if text is None:
         return None
     if text.startswith("hex:"):
-        return bytes.fromhex(text[4:])
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not valid hex after 'hex:'; use pairs of hex digits"
+            ) from None
     return text.encode("utf-8")
 
 

@@ -152,6 +152,8 @@ def _open(path: str, *, write: bool, **options: Any):
     from .._open import open as open_store
 
     if not write and not os.path.isdir(path):
+        if os.path.exists(path):
+            raise NotADirectoryError(f"{path} is not a store directory")
         raise FileNotFoundError(f"store directory {path} does not exist")
     return open_store(path, read_only=not write, **options)
 
@@ -368,12 +370,16 @@ def run_sample_data(args: Any) -> int:
 
 
 def run_dump_wal(args: Any) -> int:
+    fs = _os_fs()
     path = args.path
-    candidate = posixpath.join(path, "wal")
-    if os.path.isdir(candidate) and not list_segments(_os_fs(), path):
-        path = candidate
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"WAL directory {path} does not exist")
+        raise FileNotFoundError(f"{path} is not a directory")
+    # A store keeps its WAL in wal/; a bare WAL directory holds segments.
+    candidate = posixpath.join(path, "wal")
+    if os.path.isdir(candidate):
+        path = candidate
+    elif not list_segments(fs, path):
+        raise FileNotFoundError(f"{path} has no wal/ directory and no WAL segments")
     wal = WAL(path, read_only=True, recovery="point_in_time")
     count = 0
     try:

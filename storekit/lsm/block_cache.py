@@ -17,8 +17,10 @@ class BlockCache:
     charge exceeds the capacity is not cached, and a capacity of 0 disables
     caching: every lookup is a miss.
 
-    Thread-safety: every method takes one internal lock, so the counters
-    and contents stay consistent under concurrent use.
+    Thread-safety: every method but ``lookup`` takes one internal lock, so
+    the contents and the usage stay consistent under concurrent use.
+    ``lookup`` runs without it (see there), so under concurrent lookups the
+    ``hits`` and ``misses`` counters may miss increments.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
@@ -49,15 +51,22 @@ class BlockCache:
 
     def lookup(self, file_number: int, offset: int) -> Any | None:
         """Return the cached block and mark it most recently used, or None on a miss."""
+        # No lock, because this runs on every point lookup. The get and the
+        # move_to_end are each one C-level step under the GIL. A block that
+        # another thread evicts in between makes move_to_end raise KeyError,
+        # and the LRU order stays as it is.
         key = (file_number, offset)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry[0]
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        try:
+            entries.move_to_end(key)
+        except KeyError:
+            pass
+        self.hits += 1
+        return entry[0]
 
     def insert(self, file_number: int, offset: int, block: Any, charge: int) -> None:
         """Cache ``block`` with ``charge`` bytes, evicting least recently used blocks."""

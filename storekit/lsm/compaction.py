@@ -5,9 +5,12 @@ Picking (``pick_compaction``): level 0 is scored by file count against
 ``level1_bytes * level_size_ratio ** (n - 1)``. The level with the highest
 score of at least 1 is compacted into the next level:
 
-- from level 0, every level-0 file, because they may overlap each other
-  and an older level-0 file left behind would be read before the newer
-  data moved down;
+- from level 0, the oldest level-0 file plus every level-0 file whose
+  range overlaps the chosen files' combined range, repeated until the set
+  stops growing. A level-0 file left behind then shares no key with the
+  files moved down, so no older version of a key is read before a newer
+  one. Files written in key order (sequential inserts) overlap nothing,
+  so each moves down alone, as LevelDB does;
 - from a deeper level, one file, taken round-robin through the key space;
 - plus every file of the next level that overlaps the chosen key range,
   and nothing else: the rest of that level is not rewritten.
@@ -27,7 +30,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +128,8 @@ def pick_compaction(
     if scores[level] < 1:
         return None
     if level == 0:
-        inputs = list(version.levels[0])
-        reason = f"level 0 has {len(inputs)} files"
+        inputs = _level0_inputs(version.levels[0])
+        reason = f"level 0 has {len(version.levels[0])} files"
     else:
         files = version.levels[level]
         pointer = pointers.get(level)
@@ -144,6 +147,29 @@ def pick_compaction(
     low = min(meta.smallest_key for meta in inputs)
     high = max(meta.largest_key for meta in inputs)
     return Compaction(level, inputs, version.overlapping(level + 1, low, high), reason)
+
+
+def _level0_inputs(files: Sequence[FileMetadata]) -> list[FileMetadata]:
+    """Return the oldest level-0 file and every file overlapping the chosen range.
+
+    ``files`` is level 0, newest first. The chosen range grows with each
+    file added, so the loop repeats until no other file overlaps it.
+    """
+    oldest = files[-1]
+    inputs = [oldest]
+    low, high = oldest.smallest_key, oldest.largest_key
+    rest = list(files[:-1])
+    grew = True
+    while grew:
+        grew = False
+        for meta in rest:
+            if meta.overlaps(low, high):
+                inputs.append(meta)
+                low = min(low, meta.smallest_key)
+                high = max(high, meta.largest_key)
+                grew = True
+        rest = [meta for meta in rest if meta not in inputs]
+    return inputs
 
 
 def manual_compaction(
@@ -296,14 +322,14 @@ class TableOutputs:
                     self._finish_file()
                     self._start()
                     builder = self._builder
-        builder.add(key, sequence, value)
+        builder.add_trusted(key, sequence, value)
         self._last_key = key
 
     def write_memtable(self, memtable: Memtable) -> None:
         """Write every version of every key of a frozen memtable into one table."""
         self._start()
         # Bound method in a local: this loop runs once per memtable entry.
-        add = self._builder.add
+        add = self._builder.add_trusted
         for key, versions in memtable.versions():
             if len(versions) == 1:
                 sequence, value = versions[0]

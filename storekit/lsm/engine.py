@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import posixpath
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,17 +39,32 @@ from sortedcontainers import SortedList
 
 from .._validate import (
     MAX_KEY_SIZE,
+    MAX_VALUE_SIZE,
     check_key,
     check_optional_key,
     check_value,
     resolve_bounds,
 )
-from ..batch import KIND_DELETE, KIND_PUT, WriteBatch, decode_batch, encode_batch
-from ..errors import ClosedError, CorruptionError, DurabilityError, ReadOnlyError
+from ..batch import (
+    KIND_DELETE,
+    KIND_PUT,
+    WriteBatch,
+    decode_batch,
+    encode_batch,
+    encode_delete,
+    encode_put,
+)
+from ..errors import (
+    ClosedError,
+    CorruptionError,
+    DurabilityError,
+    ReadOnlyError,
+    StorekitError,
+)
 from ..fs import FileSystem, default_fs
 from ..memtable import Memtable
 from ..store import ScanItem, Snapshot, Store
-from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, Position
+from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, Position, check_path
 from .block import MAX_SEQUENCE
 from .compaction import CompactionOptions
 from .jobs import BackgroundJobs
@@ -57,6 +74,7 @@ from .merge import (
     level_entries,
     memtable_entries,
     merge_entries,
+    merge_visible,
     visible_items,
 )
 from .version import DEFAULT_MAX_LEVELS, Version
@@ -104,6 +122,19 @@ def _check_int(name: str, value: object, minimum: int) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return value
+
+
+# The table writer's largest data block, and a bloom filter size past which
+# more bits buy nothing: at 64 bits per key the false-positive rate is about
+# 1e-13 already.
+MAX_BLOCK_SIZE = 64 << 20
+MAX_BLOOM_BITS_PER_KEY = 64
+
+
+def _check_at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, not {value}")
     return value
 
 
@@ -197,16 +228,29 @@ class LSMStore(BackgroundJobs, Store):
             "level0_slowdown_trigger", level0_slowdown_trigger, 1
         )
         self._l0_stop = _check_int("level0_stop_trigger", level0_stop_trigger, 1)
-        if not isinstance(slowdown_delay, (int, float)) or slowdown_delay < 0:
+        if isinstance(slowdown_delay, bool) or not isinstance(
+            slowdown_delay, (int, float)
+        ):
+            raise TypeError(
+                f"slowdown_delay must be a number of seconds, not {slowdown_delay!r}"
+            )
+        if not math.isfinite(slowdown_delay) or slowdown_delay < 0:
             raise ValueError(
-                f"slowdown_delay must be a number of seconds >= 0, not {slowdown_delay!r}"
+                f"slowdown_delay must be a finite number of seconds >= 0, "
+                f"not {slowdown_delay!r}"
             )
         self._slowdown_delay = float(slowdown_delay)
         self._options = CompactionOptions(
             table_bytes=_check_int("table_bytes", table_bytes, 1024),
-            block_size=_check_int("block_size", block_size, 256),
+            block_size=_check_at_most(
+                "block_size", _check_int("block_size", block_size, 256), MAX_BLOCK_SIZE
+            ),
             compression=compression,
-            bloom_bits_per_key=_check_int("bloom_bits_per_key", bloom_bits_per_key, 0),
+            bloom_bits_per_key=_check_at_most(
+                "bloom_bits_per_key",
+                _check_int("bloom_bits_per_key", bloom_bits_per_key, 0),
+                MAX_BLOOM_BITS_PER_KEY,
+            ),
             level0_compaction_trigger=_check_int(
                 "level0_compaction_trigger", level0_compaction_trigger, 1
             ),
@@ -216,7 +260,7 @@ class LSMStore(BackgroundJobs, Store):
         _check_int("max_levels", max_levels, 2)
         _check_int("block_cache_bytes", block_cache_bytes, 0)
 
-        self.path = str(path)
+        self.path = check_path(path)
         self._fs = default_fs(fs)
         self._epoch = self._fs.epoch
         self._sync_always = sync == "always"
@@ -239,6 +283,7 @@ class LSMStore(BackgroundJobs, Store):
         self._snapshots: SortedList = SortedList()
         self._snapshot_list: list[int] = []
         self._closed = False
+        self._closing = False
         self._failure: BaseException | None = None
         self._user_bytes = 0
         self._file_lock = None
@@ -302,6 +347,9 @@ class LSMStore(BackgroundJobs, Store):
             sync_interval=sync_interval,
             sync_bytes=sync_bytes,
             read_only=self._read_only,
+            # With a manifest in place the WAL directory existed; recreating
+            # it empty would silently drop the writes that were only there.
+            must_exist=existed,
         )
         if not self._read_only and versions.wal_segment:
             # A crash after a flush's manifest edit but before the removal
@@ -356,6 +404,8 @@ class LSMStore(BackgroundJobs, Store):
 
     def _check_writable(self) -> None:
         self._check_open()
+        if self._closing:
+            raise ClosedError(f"store {self.path} is closing")
         if self._read_only:
             raise ReadOnlyError(f"store {self.path} was opened with read_only=True")
         if self._failure is not None:
@@ -367,13 +417,59 @@ class LSMStore(BackgroundJobs, Store):
     # -- writes ------------------------------------------------------------------
 
     def put(self, key: bytes, value: bytes) -> None:
-        key = check_key(key)
-        value = check_value(value)
-        self._write_ops([(KIND_PUT, key, value)], len(key) + len(value))
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
+            value = check_value(value)
+        if self._sync_always:
+            self._write_ops([(KIND_PUT, key, value)], len(key) + len(value))
+        else:
+            self._write_one(key, value, encode_put)
 
     def delete(self, key: bytes) -> None:
-        key = check_key(key)
-        self._write_ops([(KIND_DELETE, key, None)], len(key))
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        if self._sync_always:
+            self._write_ops([(KIND_DELETE, key, None)], len(key))
+        else:
+            self._write_one(key, None, encode_delete)
+
+    def _write_one(self, key: bytes, value: bytes | None, encode: Any) -> None:
+        """Write one put (or a delete when ``value`` is None) without fsync waits.
+
+        The path of ``put`` and ``delete`` under ``sync="batch"`` and
+        ``"none"``: the same steps as ``_write_ops`` for one operation,
+        with no batch built.
+        """
+        with self._lock:
+            # The conditions of _check_writable, tested inline so that a
+            # healthy store makes no call: keep the two in step.
+            if (
+                self._closed
+                or self._closing
+                or self._failure is not None
+                or self._read_only
+                or self._fs.epoch != self._epoch
+            ):
+                self._check_writable()
+            memtable = self._memtable
+            if memtable.approximate_bytes >= self._memtable_bytes or self._slow_writes:
+                self._make_room_locked()
+                memtable = self._memtable
+            sequence = self._last_sequence + 1
+            payload = (
+                encode(key, sequence) if value is None else encode(key, value, sequence)
+            )
+            try:
+                self._wal.append_record(payload)  # type: ignore[union-attr]
+            except DurabilityError as exc:
+                self._failure = exc
+                raise
+            memtable.add(key, sequence, value, self._snapshot_list)
+            self._last_sequence = self._assigned = sequence
+            self._user_bytes += len(key) if value is None else len(key) + len(value)
+        if self._inline_work:
+            self._run_inline_work()
 
     def write(self, batch: WriteBatch) -> None:
         if not isinstance(batch, WriteBatch):
@@ -381,6 +477,11 @@ class LSMStore(BackgroundJobs, Store):
         ops = list(batch)
         if ops:
             self._write_ops(ops, batch.approximate_size)
+        else:
+            # An empty batch writes nothing but still reports a closed or
+            # read-only store, as a non-empty one would.
+            with self._lock:
+                self._check_writable()
 
     def _write_ops(self, ops: list[tuple[int, bytes, bytes | None]], size: int) -> None:
         if self._sync_always:
@@ -395,7 +496,7 @@ class LSMStore(BackgroundJobs, Store):
                     self._make_room_locked()
                 first = self._last_sequence + 1
                 try:
-                    self._wal.append(encode_batch(ops, first))  # type: ignore[union-attr]
+                    self._wal.append_record(encode_batch(ops, first))  # type: ignore[union-attr]
                 except DurabilityError as exc:
                     self._failure = exc
                     raise
@@ -536,17 +637,20 @@ class LSMStore(BackgroundJobs, Store):
         with self._lock:
             if self._closed or self._fs.epoch != self._epoch:
                 raise ClosedError(f"store {self.path} is closed")
-            found = self._memtable.get(key)
-            if found is None:
+            versions = self._memtable.versions_of(key)
+            if versions is None:
                 for frozen in reversed(self._immutables):
-                    found = frozen.memtable.get(key)
-                    if found is not None:
+                    versions = frozen.memtable.versions_of(key)
+                    if versions is not None:
                         break
             version = self._version
+        if versions is not None:
+            # The newest version, as Memtable.get returns it without a snapshot.
+            value = versions[-1][1]
+            return default if value is None else value
+        found = self._table_get(version, key, MAX_SEQUENCE)
         if found is None:
-            found = self._table_get(version, key, MAX_SEQUENCE)
-            if found is None:
-                return default
+            return default
         value = found[1]
         return default if value is None else value
 
@@ -571,13 +675,27 @@ class LSMStore(BackgroundJobs, Store):
     def _table_get(
         self, version: Version, key: bytes, sequence: int
     ) -> tuple[int, bytes | None] | None:
-        """Return the newest entry of ``key`` at ``sequence`` in the tables, or None."""
+        """Return the newest entry of ``key`` at ``sequence`` in the tables, or None.
+
+        Checks the level-0 tables that contain the key, newest first, then
+        at most one table per deeper level, as ``Version.find`` orders them.
+        """
         readers = self._readers
-        for meta in version.find(key):
-            reader = readers.get(meta.number) or self._reader(meta)
-            found = reader.get(key, sequence)
-            if found is not None:
-                return found
+        for meta in version.levels[0]:
+            if meta.smallest_key <= key <= meta.largest_key:
+                reader = readers.get(meta.number) or self._reader(meta)
+                found = reader.get(key, sequence)
+                if found is not None:
+                    return found
+        for largest_keys, files in version.deeper_levels:
+            index = bisect_left(largest_keys, key)
+            if index < len(largest_keys):
+                meta = files[index]
+                if meta.smallest_key <= key:
+                    reader = readers.get(meta.number) or self._reader(meta)
+                    found = reader.get(key, sequence)
+                    if found is not None:
+                        return found
         return None
 
     def scan(
@@ -617,11 +735,15 @@ class LSMStore(BackgroundJobs, Store):
         if low is not None and high is not None and low >= high:
             return ScanIterator(iter(()), release)
         memtable, immutables, version = view
-        sources: list[Any] = [
-            memtable_entries(
-                memtable, low, high, reverse, sequence, self._lock, self._check_open
+        sources: list[Any] = []
+        if len(memtable):
+            # An empty active memtable can only gain writes numbered above
+            # ``sequence``, which this scan does not see.
+            sources.append(
+                memtable_entries(
+                    memtable, low, high, reverse, sequence, self._lock, self._check_open
+                )
             )
-        ]
         for frozen in reversed(immutables):
             sources.append(
                 memtable_entries(frozen.memtable, low, high, reverse, sequence, None)
@@ -632,10 +754,11 @@ class LSMStore(BackgroundJobs, Store):
         for files in version.levels[1:]:
             if files:
                 sources.append(level_entries(files, self._reader, low, high, reverse))
-        merged = merge_entries(sources, reverse)
-        return ScanIterator(
-            visible_items(merged, sequence, keys_only), release, version
-        )
+        if reverse:
+            items = visible_items(merge_entries(sources, True), sequence, keys_only)
+        else:
+            items = merge_visible(sources, sequence, keys_only)
+        return ScanIterator(items, release, version)
 
     # -- snapshots ---------------------------------------------------------------
 
@@ -692,7 +815,12 @@ class LSMStore(BackgroundJobs, Store):
         low = check_optional_key(start, "start")
         high = check_optional_key(end, "end")
         self.flush()
-        self._compact_range(low, high)
+        try:
+            self._compact_range(low, high)
+        except OSError as exc:
+            # Every table the compaction read is still in place and named by
+            # the manifest, so the store stays usable.
+            raise StorekitError(f"compaction of {self.path} failed: {exc}") from exc
 
     # -- stats and verification ----------------------------------------------------
 
@@ -757,6 +885,16 @@ class LSMStore(BackgroundJobs, Store):
         with self._lock:
             if self._closed:
                 return
+            self._closing = True
+            # Writes whose WAL record is already fsynced wait for their turn
+            # to be applied; let them finish so none of them reports a
+            # failure for a write that reopening would show.
+            while (
+                self._last_sequence != self._assigned
+                and self._failure is None
+                and self._fs.epoch == self._epoch
+            ):
+                self._apply_cond.wait(0.1)
             self._closed = True
             self._cond.notify_all()
             self._apply_cond.notify_all()

@@ -542,6 +542,10 @@ class BackgroundJobs:
             "bloom_false_positives": reader_counters["bloom_false_positives"],
             "block_reads": reader_counters["block_reads"],
             "last_background_error": None if error is None else str(error),
+            # True while a flush or compaction is waiting or running.
+            "background_work": bool(self._immutables)
+            or self._compaction_needed
+            or self._compaction_lock.locked(),
         }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from ..memtable import Memtable
@@ -24,6 +25,7 @@ __all__ = [
     "level_entries",
     "memtable_entries",
     "merge_entries",
+    "merge_visible",
     "visible_items",
 ]
 
@@ -47,6 +49,20 @@ def memtable_entries(
     after the last key seen, so it never holds the lock while the caller
     works. ``check_open`` runs under the lock before each chunk.
     """
+    return chain.from_iterable(
+        _memtable_chunks(memtable, low, high, reverse, sequence, lock, check_open)
+    )
+
+
+def _memtable_chunks(
+    memtable: Memtable,
+    low: bytes | None,
+    high: bytes | None,
+    reverse: bool,
+    sequence: int,
+    lock: threading.Lock | None,
+    check_open: Callable[[], None] | None,
+) -> Iterator[list[Entry]]:
     after: bytes | None = None
     while True:
         if lock is not None:
@@ -60,7 +76,7 @@ def memtable_entries(
             chunk, last = _memtable_chunk(memtable, low, high, reverse, after, sequence)
         if last is None:
             return
-        yield from chunk
+        yield chunk
         after = last
 
 
@@ -94,8 +110,10 @@ def level_entries(
     selected = [meta for meta in files if meta.overlaps(low, high)]
     if reverse:
         selected.reverse()
-    for meta in selected:
-        yield from open_reader(meta).iterate(low, high, reverse, fill_cache=fill_cache)
+    return chain.from_iterable(
+        open_reader(meta).iterate(low, high, reverse, fill_cache=fill_cache)
+        for meta in selected
+    )
 
 
 def merge_entries(sources: list[Iterable[Entry]], reverse: bool) -> Iterator[Entry]:
@@ -134,6 +152,101 @@ def _merge_forward(sources: list[Iterable[Entry]]) -> Iterator[Entry]:
         key, negative_sequence, _, value, iterator = heap[0]
         yield key, -negative_sequence, value
         yield from iterator
+
+
+def merge_visible(
+    sources: list[Iterable[Entry]], sequence: int, keys_only: bool
+) -> Iterator[Any]:
+    """Merge forward sources and yield what ``visible_items`` would yield.
+
+    One generator in place of ``visible_items(merge_entries(...))``, and no
+    heap when there is a single source.
+    """
+    if len(sources) == 1:
+        return visible_items(iter(sources[0]), sequence, keys_only)
+    if len(sources) == 2:
+        return _merge_two_visible(sources[0], sources[1], sequence, keys_only)
+    return _merge_visible_forward(sources, sequence, keys_only)
+
+
+def _merge_two_visible(
+    first_source: Iterable[Entry],
+    second_source: Iterable[Entry],
+    sequence: int,
+    keys_only: bool,
+) -> Iterator[Any]:
+    # Two sources need one comparison per entry instead of a heap update.
+    first = iter(first_source)
+    second = iter(second_source)
+    a = next(first, None)
+    b = next(second, None)
+    previous: bytes | None = None
+    while a is not None and b is not None:
+        # Forward order: key ascending, then sequence descending.
+        if a[0] < b[0] or (a[0] == b[0] and a[1] > b[1]):
+            key, entry_sequence, value = a
+            a = next(first, None)
+        else:
+            key, entry_sequence, value = b
+            b = next(second, None)
+        if entry_sequence <= sequence and key != previous:
+            previous = key
+            if value is not None:
+                yield key if keys_only else (key, value)
+    if a is not None:
+        rest = chain((a,), first)
+    elif b is not None:
+        rest = chain((b,), second)
+    else:
+        return
+    for key, entry_sequence, value in rest:
+        if entry_sequence > sequence or key == previous:
+            continue
+        previous = key
+        if value is None:
+            continue
+        yield key if keys_only else (key, value)
+
+
+def _merge_visible_forward(
+    sources: list[Iterable[Entry]], sequence: int, keys_only: bool
+) -> Iterator[Any]:
+    # Heap items as in _merge_forward. previous is the last key whose
+    # visible version was decided, as in visible_items.
+    heap = []
+    for index, source in enumerate(sources):
+        iterator = iter(source)
+        for key, entry_sequence, value in iterator:
+            heap.append((key, -entry_sequence, index, value, iterator))
+            break
+    heapq.heapify(heap)
+    heapreplace = heapq.heapreplace
+    heappop = heapq.heappop
+    previous: bytes | None = None
+    while len(heap) > 1:
+        key, negative_sequence, index, value, iterator = heap[0]
+        if -negative_sequence <= sequence and key != previous:
+            previous = key
+            if value is not None:
+                yield key if keys_only else (key, value)
+        for next_key, entry_sequence, next_value in iterator:
+            heapreplace(heap, (next_key, -entry_sequence, index, next_value, iterator))
+            break
+        else:
+            heappop(heap)
+    if heap:
+        key, negative_sequence, _, value, iterator = heap[0]
+        if -negative_sequence <= sequence and key != previous:
+            previous = key
+            if value is not None:
+                yield key if keys_only else (key, value)
+        for key, entry_sequence, value in iterator:
+            if entry_sequence > sequence or key == previous:
+                continue
+            previous = key
+            if value is None:
+                continue
+            yield key if keys_only else (key, value)
 
 
 def visible_items(

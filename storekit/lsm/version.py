@@ -81,7 +81,7 @@ class VersionEdit:
 class Version:
     """The table files of every level at one moment; immutable."""
 
-    __slots__ = ("levels", "_largest_keys", "__weakref__")
+    __slots__ = ("levels", "_largest_keys", "deeper_levels", "__weakref__")
 
     def __init__(self, levels: Iterable[Iterable[FileMetadata]]) -> None:
         self.levels: tuple[tuple[FileMetadata, ...], ...] = tuple(
@@ -90,6 +90,13 @@ class Version:
         # Largest keys of each deeper level, for the bisect in ``find``.
         self._largest_keys = tuple(
             [meta.largest_key for meta in files] for files in self.levels
+        )
+        #: ``(largest_keys, files)`` of each non-empty level below level 0,
+        #: shallowest first: what a point lookup bisects.
+        self.deeper_levels = tuple(
+            (self._largest_keys[level], self.levels[level])
+            for level in range(1, len(self.levels))
+            if self.levels[level]
         )
 
     @classmethod
