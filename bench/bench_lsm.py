@@ -3,14 +3,21 @@
 Usage::
 
     python bench/bench_lsm.py [--n 200000] [--workloads fillseq,readrandom]
-                              [--profile WORKLOAD] [--json FILE]
+                              [--cache-mib 32] [--profile WORKLOAD] [--json FILE]
 
 Keys are 16 bytes, values 100 random bytes. Every workload runs on
 storekit and, when plyvel is installed, on LevelDB in the same run, and
 the table gives ops/s and the ratio storekit / LevelDB. Read workloads run
-after ``flush()`` and a reopen, so reads come from tables. Both stores
+after ``flush()``, a reopen and a wait until background compactions stop
+(see ``settle``), so reads come from tables and no compaction competes
+with them. Both stores
 write their log to the operating system on every write and never fsync
-(storekit ``sync="none"``, plyvel's default ``sync=False``).
+(storekit ``sync="none"``, plyvel's default ``sync=False``). Both get the
+same block cache (``--cache-mib``, default 32: storekit
+``block_cache_bytes``, plyvel ``lru_cache_size``). Both use 4 KiB blocks,
+10-bit bloom filters and a 4 MiB write buffer (storekit
+``memtable_bytes``, plyvel ``write_buffer_size``), and both run the same
+keys in the same order.
 
 ``--profile WORKLOAD`` runs that workload on storekit under cProfile and
 prints the top entries by own time.
@@ -47,6 +54,11 @@ KEY_BYTES = 16
 VALUE_BYTES = 100
 SCAN_LENGTH = 100
 BATCH_SIZE = 1000
+BLOCK_SIZE = 4096
+BLOOM_BITS_PER_KEY = 10
+WRITE_BUFFER_BYTES = 4 << 20
+#: Block cache of both stores in bytes; ``--cache-mib`` changes it.
+cache_bytes = 32 << 20
 WORKLOADS = (
     "fillseq",
     "fillrandom",
@@ -104,7 +116,14 @@ class StorekitEngine:
         self.db = None
 
     def open(self) -> None:
-        self.db = LSMStore(self.path, sync="none")
+        self.db = LSMStore(
+            self.path,
+            sync="none",
+            block_cache_bytes=cache_bytes,
+            block_size=BLOCK_SIZE,
+            bloom_bits_per_key=BLOOM_BITS_PER_KEY,
+            memtable_bytes=WRITE_BUFFER_BYTES,
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -139,6 +158,10 @@ class StorekitEngine:
     def compact(self) -> None:
         self.db.compact()
 
+    def background_state(self) -> object:
+        stats = self.db.stats()
+        return stats["levels"], stats["background_work"]
+
     def stats(self) -> dict:
         return self.db.stats()
 
@@ -151,7 +174,14 @@ class LevelDBEngine:
         self.db = None
 
     def open(self) -> None:
-        self.db = plyvel.DB(self.path, create_if_missing=True, bloom_filter_bits=10)
+        self.db = plyvel.DB(
+            self.path,
+            create_if_missing=True,
+            bloom_filter_bits=BLOOM_BITS_PER_KEY,
+            lru_cache_size=cache_bytes,
+            block_size=BLOCK_SIZE,
+            write_buffer_size=WRITE_BUFFER_BYTES,
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -185,6 +215,9 @@ class LevelDBEngine:
 
     def compact(self) -> None:
         self.db.compact_range()
+
+    def background_state(self) -> object:
+        return self.db.get_property(b"leveldb.stats")
 
     def stats(self) -> dict:
         return {}
@@ -255,6 +288,27 @@ def workload_plan(data: Data):
     }
 
 
+def settle(engine, interval: float = 0.25, quiet_polls: int = 4) -> float:
+    """Wait until the store's background compactions stop; return the seconds waited.
+
+    The level layout must stay unchanged for ``quiet_polls`` polls
+    ``interval`` seconds apart, and storekit must report no background
+    work, so that the reads measure the read path and not a compaction
+    running beside it. LevelDB 1.22 does not report a running compaction,
+    so for it only the layout (its ``leveldb.stats`` property) is compared.
+    """
+    started = time.perf_counter()
+    previous = engine.background_state()
+    unchanged = 0
+    while unchanged < quiet_polls:
+        time.sleep(interval)
+        state = engine.background_state()
+        busy = isinstance(state, tuple) and state[-1]
+        unchanged = unchanged + 1 if state == previous and not busy else 0
+        previous = state
+    return time.perf_counter() - started
+
+
 def measure(engine_class, workload: str, data: Data, profile: bool) -> dict:
     setup, run, reopen = workload_plan(data)[workload]
     directory = tempfile.mkdtemp(prefix=f"bench-{engine_class.name}-")
@@ -265,6 +319,7 @@ def measure(engine_class, workload: str, data: Data, profile: bool) -> dict:
             setup(engine)
         if reopen:
             engine.flush_and_reopen()
+            settle(engine)
         profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -329,7 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=1, help="seed of the data (default 1)"
     )
+    parser.add_argument(
+        "--cache-mib",
+        type=int,
+        default=32,
+        help="block cache of each store in MiB (default 32)",
+    )
     args = parser.parse_args(argv)
+    global cache_bytes
+    cache_bytes = args.cache_mib << 20
 
     data = Data(args.n, args.seed)
     if args.profile:
@@ -345,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
         f"storekit backend {storekit.backend}, "
         f"plyvel {getattr(plyvel, '__version__', 'not installed')} "
         f"(LevelDB {getattr(plyvel, '__leveldb_version__', '-')}), Python {sys.version.split()[0]}"
+    )
+    print(
+        f"both stores: block cache {args.cache_mib} MiB, {BLOCK_SIZE}-byte blocks, "
+        f"{BLOOM_BITS_PER_KEY}-bit bloom filters, {WRITE_BUFFER_BYTES >> 20} MiB "
+        "write buffer, no fsync per write, reopened and settled (compactions "
+        "done) before read workloads; "
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
         f"{'workload':<14}{'storekit ops/s':>16}{'leveldb ops/s':>16}{'ratio':>8}"

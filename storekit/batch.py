@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from ._validate import check_key, check_value
+from ._validate import MAX_KEY_SIZE, MAX_VALUE_SIZE, check_key, check_value
 from .errors import CorruptionError
 
 KIND_DELETE = 0
@@ -46,8 +46,10 @@ class WriteBatch:
 
     def put(self, key: bytes, value: bytes) -> None:
         """Add a put of ``key`` to ``value``."""
-        key = check_key(key)
-        value = check_value(value)
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
+            value = check_value(value)
         self._ops.append((KIND_PUT, key, value))
         self._bytes += len(key) + len(value)
 
@@ -89,13 +91,45 @@ def encode_batch(ops: list[tuple[int, bytes, bytes | None]], sequence: int) -> b
     """Encode operations whose first sequence number is ``sequence``."""
     out = bytearray(_HEADER.pack(sequence, len(ops)))
     for kind, key, value in ops:
-        out.append(kind)
-        _append_varint(out, len(key))
+        if len(key) < 0x80:
+            out += bytes((kind, len(key)))
+        else:
+            out.append(kind)
+            _append_varint(out, len(key))
         out += key
         if kind == KIND_PUT:
-            _append_varint(out, len(value))  # type: ignore[arg-type]
+            if len(value) < 0x80:  # type: ignore[arg-type]
+                out.append(len(value))  # type: ignore[arg-type]
+            else:
+                _append_varint(out, len(value))  # type: ignore[arg-type]
             out += value  # type: ignore[operator]
     return bytes(out)
+
+
+# Header of a one-operation batch: sequence, count 1, kind, and the key
+# length as a one-byte varint.
+_SINGLE_HEADER = struct.Struct("<QIBB")
+
+
+def encode_put(key: bytes, value: bytes, sequence: int) -> bytes:
+    """Encode a batch of one put; the same bytes as ``encode_batch`` gives."""
+    if len(key) < 0x80 and len(value) < 0x80:
+        return b"".join(
+            (
+                _SINGLE_HEADER.pack(sequence, 1, KIND_PUT, len(key)),
+                key,
+                bytes((len(value),)),
+                value,
+            )
+        )
+    return encode_batch([(KIND_PUT, key, value)], sequence)
+
+
+def encode_delete(key: bytes, sequence: int) -> bytes:
+    """Encode a batch of one delete; the same bytes as ``encode_batch`` gives."""
+    if len(key) < 0x80:
+        return _SINGLE_HEADER.pack(sequence, 1, KIND_DELETE, len(key)) + key
+    return encode_batch([(KIND_DELETE, key, None)], sequence)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

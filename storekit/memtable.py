@@ -35,6 +35,9 @@ class Memtable:
         # hold the key; a store with nothing below it can drop them.
         self._keep_tombstones = keep_tombstones
         self._map: SortedDict = SortedDict()
+        #: The version list of a key, or None: the map's own C-level get,
+        #: for the engine's point lookups without a snapshot.
+        self.versions_of = self._map.get
         self.approximate_bytes = 0
         self.first_sequence = 0
         self.last_sequence = 0
@@ -86,6 +89,44 @@ class Memtable:
         if sequence >= first_sequence:
             self.last_sequence = sequence
         return sequence
+
+    def add(
+        self,
+        key: bytes,
+        sequence: int,
+        value: bytes | None,
+        snapshots: list[int],
+    ) -> None:
+        """Apply one put, or a delete when ``value`` is None, numbered ``sequence``.
+
+        The same as ``apply`` with a single operation, without building one.
+        """
+        versions = self._map.get(key)
+        if versions is None:
+            if value is not None or self._keep_tombstones:
+                self._map[key] = [(sequence, value)]
+                self.approximate_bytes += (
+                    len(key) + ENTRY_OVERHEAD + (len(value) if value is not None else 0)
+                )
+        elif not snapshots:
+            for _, old in versions:
+                if old is not None:
+                    self.approximate_bytes -= len(old)
+            if value is None and not self._keep_tombstones:
+                del self._map[key]
+                self.approximate_bytes -= len(key) + ENTRY_OVERHEAD
+            else:
+                versions[:] = [(sequence, value)]
+                if value is not None:
+                    self.approximate_bytes += len(value)
+        else:
+            versions.append((sequence, value))
+            self._prune(versions, snapshots)
+            if value is not None:
+                self.approximate_bytes += len(value)
+        if self.first_sequence == 0:
+            self.first_sequence = sequence
+        self.last_sequence = sequence
 
     def _prune(
         self, versions: list[tuple[int, bytes | None]], snapshots: list[int]
@@ -162,4 +203,9 @@ class Memtable:
 
     def versions(self) -> Iterator[tuple[bytes, list[tuple[int, bytes | None]]]]:
         """Yield ``(key, versions)`` for every key of a frozen memtable."""
-        return iter(self._map.items())
+        # zip and map run in C; the items view of a SortedDict is a Python
+        # generator.
+        mapping = self._map
+        return zip(
+            mapping.keys(), map(mapping.__getitem__, mapping.keys()), strict=True
+        )

@@ -461,3 +461,20 @@ def test_docstring_examples(module_name: str) -> None:
     result = doctest.testmod(importlib.import_module(module_name))
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_locked_get_path(cache_class: type) -> None:
+    # Free-threaded builds use _get_locked as get; check it directly here.
+    clock = FakeClock()
+    cache = cache_class(max_items=4, clock=clock)
+    cache.put("a", 1)
+    cache.put("b", 2, ttl=5)
+    assert cache._get_locked("a") == 1
+    assert cache._get_locked("missing", "default") == "default"
+    clock.now = 5
+    assert cache._get_locked("b") is None
+    stats = cache.stats()
+    assert stats["hits"] == 1
+    assert stats["misses"] == 2
+    assert stats["expirations"] == 1
+    cache._check_invariants()

@@ -10,9 +10,9 @@ Locking: every method that changes the structures takes ``_lock`` (a
 C-implemented dict and OrderedDict methods, each atomic under the GIL, and
 it counts hits and misses with ``itertools.count``, whose ``next`` is atomic
 too. A ``get`` racing with a change therefore returns the entry as it was
-either before or after the change. On a free-threaded build (no GIL), ``get`` takes the lock
-instead. User code (``size_of``, ``on_evict``, ``on_expire``) never runs
-under the lock, so a callback may call the cache again. ``clock`` does run
+either before or after the change. On a free-threaded build (no GIL),
+``get`` takes the lock instead. User code (``size_of``, ``on_evict``, ``on_expire``) never runs
+under the lock, so a callback may call the cache again. ``clock`` may run
 under the lock and must not call the cache.
 """
 

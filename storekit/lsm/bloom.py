@@ -28,6 +28,7 @@ __all__ = [
     "BloomFilter",
     "BloomFilterBuilder",
     "expected_false_positive_rate",
+    "key_hash",
     "probes_for",
 ]
 
@@ -40,6 +41,9 @@ MAX_PROBES = 30
 MIN_FILTER_BITS = 64
 
 _xxh64 = xxhash.xxh64_intdigest
+
+#: The hash of a user key that the filter probes with: xxh64, seed 0.
+key_hash = _xxh64
 
 
 def probes_for(bits_per_key: int) -> int:
@@ -72,6 +76,9 @@ class BloomFilterBuilder:
         self.bits_per_key = bits_per_key
         self.probes = probes_for(bits_per_key)
         self._hashes: list[int] = []
+        #: Add the xxh64 (seed 0) of a user key, as ``add_key`` does: the
+        #: table builder hashes each key itself and skips a Python call.
+        self.add_hash = self._hashes.append
 
     def __len__(self) -> int:
         """Number of keys added."""

@@ -125,7 +125,33 @@ def merge_entries(sources: list[Iterable[Entry]], reverse: bool) -> Iterator[Ent
     if reverse:
         # For one key, sequence descending is also tuple-descending order.
         return heapq.merge(*sources, reverse=True)
+    if len(sources) == 2:
+        return _merge_two_forward(sources[0], sources[1])
     return _merge_forward(sources)
+
+
+def _merge_two_forward(
+    first_source: Iterable[Entry], second_source: Iterable[Entry]
+) -> Iterator[Entry]:
+    # Two sources need one comparison per entry instead of a heap update.
+    first = iter(first_source)
+    second = iter(second_source)
+    a = next(first, None)
+    b = next(second, None)
+    while a is not None and b is not None:
+        # Forward order: key ascending, then sequence descending.
+        if a[0] < b[0] or (a[0] == b[0] and a[1] > b[1]):
+            yield a
+            a = next(first, None)
+        else:
+            yield b
+            b = next(second, None)
+    if a is not None:
+        yield a
+        yield from first
+    elif b is not None:
+        yield b
+        yield from second
 
 
 def _merge_forward(sources: list[Iterable[Entry]]) -> Iterator[Entry]:

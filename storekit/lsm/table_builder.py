@@ -27,7 +27,7 @@ from .block import (
     seal_block,
     shortest_separator,
 )
-from .bloom import BloomFilterBuilder
+from .bloom import BloomFilterBuilder, key_hash
 
 __all__ = ["TableBuilder", "TableInfo", "short_repr"]
 
@@ -37,6 +37,7 @@ _COMPRESSION_CODES = {None: COMPRESSION_NONE, "lz4": COMPRESSION_LZ4}
 # the tag; as storekit.lsm.block encodes them.
 _SMALL_HEADER = struct.Struct("<BBB")
 _TAG = struct.Struct("<Q")
+_xxh64 = key_hash
 
 # Largest block_size accepted, so that a block with one maximum-size value
 # still fits the u32 size field of a block handle.
@@ -183,7 +184,7 @@ class TableBuilder:
         else:
             new_key = True
         if new_key and self._bloom is not None:
-            self._bloom.add_key(key)
+            self._bloom.add_hash(_xxh64(key))
 
         if self._pending_handle is not None:
             separator = shortest_separator(self._pending_last_key, key)
