@@ -25,7 +25,7 @@ properties blocks are "plain" blocks without it.
 
 This module also contains the other byte encodings of a table file: block
 handles, index separators, the properties block and the footer.
-docs/formats-sstable.md describes the whole file.
+docs/formats.md (section 6) describes the whole file.
 """
 
 from __future__ import annotations

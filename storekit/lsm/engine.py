@@ -49,14 +49,12 @@ from ..batch import (
     KIND_DELETE,
     KIND_PUT,
     WriteBatch,
-    decode_batch,
     encode_batch,
     encode_delete,
     encode_put,
 )
 from ..errors import (
     ClosedError,
-    CorruptionError,
     DurabilityError,
     ReadOnlyError,
     StorekitError,
@@ -64,11 +62,11 @@ from ..errors import (
 from ..fs import FileSystem, default_fs
 from ..memtable import Memtable
 from ..store import ScanItem, Snapshot, Store
-from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, Position, check_path
+from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path
 from .block import MAX_SEQUENCE
 from .compaction import CompactionOptions
 from .jobs import BackgroundJobs
-from .manifest import CURRENT, VersionSet
+from .manifest import VersionSet
 from .merge import (
     ScanIterator,
     level_entries,
@@ -77,6 +75,9 @@ from .merge import (
     merge_visible,
     visible_items,
 )
+from .options import MAX_BLOCK_SIZE, MAX_BLOOM_BITS_PER_KEY, check_at_most, check_int
+from .recovery import Frozen, RecoveryMixin
+from .snapshot import LSMSnapshot
 from .version import DEFAULT_MAX_LEVELS, Version
 
 __all__ = ["LSMStore"]
@@ -98,47 +99,7 @@ def _close_open_stores() -> None:
 atexit.register(_close_open_stores)
 
 
-class _Frozen:
-    """An immutable memtable waiting for its flush.
-
-    ``wal_segment`` is the WAL segment that was started when this memtable
-    was frozen: once it is flushed, the segments before it hold no record
-    that is not in a table. It is None for a memtable filled during WAL
-    replay, which does not end at a segment boundary.
-    """
-
-    __slots__ = ("memtable", "wal_segment", "id")
-
-    def __init__(
-        self, memtable: Memtable, wal_segment: int | None, frozen_id: int
-    ) -> None:
-        self.memtable = memtable
-        self.wal_segment = wal_segment
-        self.id = frozen_id
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return value
-
-
-# The table writer's largest data block, and a bloom filter size past which
-# more bits buy nothing: at 64 bits per key the false-positive rate is about
-# 1e-13 already.
-MAX_BLOCK_SIZE = 64 << 20
-MAX_BLOOM_BITS_PER_KEY = 64
-
-
-def _check_at_most(name: str, value: int, maximum: int) -> int:
-    if value > maximum:
-        raise ValueError(f"{name} must be at most {maximum}, not {value}")
-    return value
-
-
-class LSMStore(BackgroundJobs, Store):
+class LSMStore(RecoveryMixin, BackgroundJobs, Store):
     """A durable sorted key-value store built as a log-structured merge tree.
 
     Options (sizes in bytes):
@@ -220,14 +181,14 @@ class LSMStore(BackgroundJobs, Store):
                 raise TypeError(f"{name} must be True or False, not {flag!r}")
         if compression not in ("lz4", None):
             raise ValueError(f"compression must be 'lz4' or None, not {compression!r}")
-        self._memtable_bytes = _check_int("memtable_bytes", memtable_bytes, 1024)
-        self._max_immutables = _check_int(
+        self._memtable_bytes = check_int("memtable_bytes", memtable_bytes, 1024)
+        self._max_immutables = check_int(
             "max_immutable_memtables", max_immutable_memtables, 1
         )
-        self._l0_slowdown = _check_int(
+        self._l0_slowdown = check_int(
             "level0_slowdown_trigger", level0_slowdown_trigger, 1
         )
-        self._l0_stop = _check_int("level0_stop_trigger", level0_stop_trigger, 1)
+        self._l0_stop = check_int("level0_stop_trigger", level0_stop_trigger, 1)
         if isinstance(slowdown_delay, bool) or not isinstance(
             slowdown_delay, (int, float)
         ):
@@ -241,24 +202,24 @@ class LSMStore(BackgroundJobs, Store):
             )
         self._slowdown_delay = float(slowdown_delay)
         self._options = CompactionOptions(
-            table_bytes=_check_int("table_bytes", table_bytes, 1024),
-            block_size=_check_at_most(
-                "block_size", _check_int("block_size", block_size, 256), MAX_BLOCK_SIZE
+            table_bytes=check_int("table_bytes", table_bytes, 1024),
+            block_size=check_at_most(
+                "block_size", check_int("block_size", block_size, 256), MAX_BLOCK_SIZE
             ),
             compression=compression,
-            bloom_bits_per_key=_check_at_most(
+            bloom_bits_per_key=check_at_most(
                 "bloom_bits_per_key",
-                _check_int("bloom_bits_per_key", bloom_bits_per_key, 0),
+                check_int("bloom_bits_per_key", bloom_bits_per_key, 0),
                 MAX_BLOOM_BITS_PER_KEY,
             ),
-            level0_compaction_trigger=_check_int(
+            level0_compaction_trigger=check_int(
                 "level0_compaction_trigger", level0_compaction_trigger, 1
             ),
-            level1_bytes=_check_int("level1_bytes", level1_bytes, 1024),
-            level_size_ratio=_check_int("level_size_ratio", level_size_ratio, 2),
+            level1_bytes=check_int("level1_bytes", level1_bytes, 1024),
+            level_size_ratio=check_int("level_size_ratio", level_size_ratio, 2),
         )
-        _check_int("max_levels", max_levels, 2)
-        _check_int("block_cache_bytes", block_cache_bytes, 0)
+        check_int("max_levels", max_levels, 2)
+        check_int("block_cache_bytes", block_cache_bytes, 0)
 
         self.path = check_path(path)
         self._fs = default_fs(fs)
@@ -275,7 +236,7 @@ class LSMStore(BackgroundJobs, Store):
         self._cond = threading.Condition(self._lock)
         self._apply_cond = threading.Condition(self._lock)
         self._memtable = Memtable(keep_tombstones=True)
-        self._immutables: list[_Frozen] = []
+        self._immutables: list[Frozen] = []
         self._frozen_ids = 0
         self._flushed_id = 0
         self._last_sequence = 0
@@ -310,91 +271,6 @@ class LSMStore(BackgroundJobs, Store):
 
     def _join(self, name: str) -> str:
         return posixpath.join(self.path, name)
-
-    def _recover(
-        self, recovery, sync, sync_interval, sync_bytes, segment_bytes
-    ) -> None:
-        versions = self._versions
-        existed = versions.recover()
-        if not existed and self._fs.exists(self._join("CHECKPOINT")):
-            raise ValueError(
-                f"{self.path} contains a DurableStore (it has a CHECKPOINT file and no "
-                "CURRENT); open it with storekit.DurableStore"
-            )
-        if not existed:
-            tables = [
-                name for name in self._fs.listdir(self.path) if name.endswith(".sst")
-            ]
-            if tables:
-                # Starting empty would delete these tables as orphans.
-                raise CorruptionError(
-                    f"{self.path} has {len(tables)} table files but no CURRENT file "
-                    "naming a manifest; restore CURRENT or move the tables away",
-                    self._join(CURRENT),
-                    None,
-                )
-        versions.check_tables()
-        if not self._read_only:
-            versions.remove_orphans()
-            versions.write_new_manifest()
-        self._install(versions.current)
-        self._wal = WAL(
-            self._join("wal"),
-            sync=sync,
-            fs=self._fs,
-            recovery=recovery,
-            segment_bytes=segment_bytes,
-            sync_interval=sync_interval,
-            sync_bytes=sync_bytes,
-            read_only=self._read_only,
-            # With a manifest in place the WAL directory existed; recreating
-            # it empty would silently drop the writes that were only there.
-            must_exist=existed,
-        )
-        if not self._read_only and versions.wal_segment:
-            # A crash after a flush's manifest edit but before the removal
-            # leaves covered segments behind.
-            self._wal.remove_segments_before(versions.wal_segment)
-        self._replay(versions.last_sequence, versions.wal_segment)
-
-    def _replay(self, flushed_sequence: int, first_segment: int) -> None:
-        """Apply the WAL records not yet in tables to memtables."""
-        wal = self._wal
-        assert wal is not None
-        start = Position(first_segment, 0) if first_segment else None
-        last = flushed_sequence
-        for position, payload in wal.replay(start):
-            try:
-                sequence, ops = decode_batch(payload)
-            except CorruptionError as exc:
-                raise CorruptionError(
-                    f"WAL record at segment {position.segment} offset {position.offset} "
-                    f"in {wal.path}: {exc}",
-                    wal.path,
-                    position.offset,
-                ) from None
-            if sequence + len(ops) - 1 <= flushed_sequence:
-                continue  # already in a table
-            if sequence != last + 1:
-                raise CorruptionError(
-                    f"WAL record at segment {position.segment} offset {position.offset} "
-                    f"starts at sequence {sequence}, expected {last + 1}: records are "
-                    "missing",
-                    wal.path,
-                    position.offset,
-                )
-            last = self._memtable.apply(ops, sequence, [])
-            if self._memtable.approximate_bytes >= self._memtable_bytes:
-                self._freeze_replayed_memtable()
-        self._last_sequence = self._assigned = last
-
-    def _freeze_replayed_memtable(self) -> None:
-        self._frozen_ids += 1
-        self._immutables.append(_Frozen(self._memtable, None, self._frozen_ids))
-        self._memtable = Memtable(keep_tombstones=True)
-        if not self._read_only:
-            # Flush now so replaying a long WAL needs one memtable of memory.
-            self._flush_one()
 
     # -- checks ------------------------------------------------------------------
 
@@ -625,7 +501,7 @@ class LSMStore(BackgroundJobs, Store):
             self._failure = exc
             raise
         self._frozen_ids += 1
-        self._immutables.append(_Frozen(self._memtable, segment, self._frozen_ids))
+        self._immutables.append(Frozen(self._memtable, segment, self._frozen_ids))
         self._memtable = Memtable(keep_tombstones=True)
         self._request_work_locked()
 
@@ -767,7 +643,7 @@ class LSMStore(BackgroundJobs, Store):
             self._check_open()
             sequence = self._last_sequence
             self._add_snapshot_locked(sequence)
-        return _LSMSnapshot(self, sequence)
+        return LSMSnapshot(self, sequence)
 
     def _add_snapshot_locked(self, sequence: int) -> None:
         self._snapshots.add(sequence)
@@ -948,49 +824,3 @@ class LSMStore(BackgroundJobs, Store):
 
     def __repr__(self) -> str:
         return f"<LSMStore {self.path!r}>"
-
-
-class _LSMSnapshot(Snapshot):
-    """A read-only view of an LSMStore at one sequence number."""
-
-    def __init__(self, store: LSMStore, sequence: int) -> None:
-        self._store = store
-        self._sequence = sequence
-        self._closed = False
-
-    @property
-    def sequence(self) -> int:
-        """The sequence number this snapshot reads at."""
-        return self._sequence
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("snapshot is closed")
-
-    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
-        self._check_open()
-        return self._store._get_at(key, self._sequence, default)
-
-    def scan(
-        self,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        *,
-        prefix: bytes | None = None,
-        reverse: bool = False,
-        keys_only: bool = False,
-    ) -> Iterator[ScanItem]:
-        self._check_open()
-        low, high = resolve_bounds(start, end, prefix)
-        return self._store._scan_at(low, high, reverse, keys_only, self._sequence)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._store._release_snapshot(self._sequence)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer
-            pass
