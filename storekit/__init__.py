@@ -47,10 +47,13 @@ _LAZY = {
     "LRUCache": "storekit.cache",
     "TTLCache": "storekit.cache",
     "memoize": "storekit.cache",
+    "S3FIFOCache": "storekit.cache",
+    "make_cache": "storekit.cache",
     "CachedStore": "storekit.cache",
     "HashRing": "storekit.sharding",
     "ShardedStore": "storekit.sharding",
     "jump_hash": "storekit.sharding",
+    "Move": "storekit.sharding",
     "EventLog": "storekit.eventlog",
     "Event": "storekit.eventlog",
     "Projection": "storekit.eventlog",
@@ -92,11 +95,18 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from ._open import open  # noqa: F401
-    from .cache import CachedStore, LRUCache, TTLCache, memoize  # noqa: F401
+    from .cache import (  # noqa: F401
+        CachedStore,
+        LRUCache,
+        S3FIFOCache,
+        TTLCache,
+        make_cache,
+        memoize,
+    )
     from .durable import DurableStore  # noqa: F401
     from .eventlog import Event, EventLog, EventSourcedStore, Projection  # noqa: F401
     from .lsm import LSMStore  # noqa: F401
-    from .sharding import HashRing, ShardedStore, jump_hash  # noqa: F401
+    from .sharding import HashRing, Move, ShardedStore, jump_hash  # noqa: F401
     from .wal import WAL, Position, WALReader  # noqa: F401
 
 # A library leaves logging output to the application: without a handler of
