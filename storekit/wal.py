@@ -115,6 +115,36 @@ def list_segments(fs: FileSystem, path: str) -> list[int]:
     return numbers
 
 
+def find_valid_record_after(buffer: bytes, base_offset: int, position: int) -> int:
+    """Return the buffer index of a complete valid record after ``position``, or -1.
+
+    Damage followed by a valid record is not a torn tail. Block starts are
+    checked first (framing.first_valid_header), then every byte offset in
+    the rest of the damaged block, where a record may start anywhere. A
+    candidate counts only when a whole record (FULL, or FIRST to LAST)
+    parses there with matching checksums.
+    """
+    found = framing.first_valid_header(buffer, base_offset, position + 1)
+    if found >= 0:
+        return found
+    block_end = min(
+        len(buffer), (base_offset + position) // _BLOCK * _BLOCK + _BLOCK - base_offset
+    )
+    first, last = framing.FULL, framing.FIRST
+    for candidate in range(position + 1, block_end - _HEADER + 1):
+        kind = buffer[candidate + 6]
+        # Cheap filters first: a record starts with FULL or FIRST, and its
+        # length must fit in the block.
+        if kind != first and kind != last:
+            continue
+        length = buffer[candidate + 4] | (buffer[candidate + 5] << 8)
+        if candidate + _HEADER + length > block_end:
+            continue
+        if framing.scan(buffer, candidate, base_offset)[0]:
+            return candidate
+    return -1
+
+
 def _record_start(block_offset: int) -> int:
     """Return how many padding bytes precede a record written at ``block_offset``."""
     left = _BLOCK - block_offset
@@ -313,7 +343,7 @@ class WAL:
             # the segment was complete once.
             if framing.scan(data, SEGMENT_HEADER_SIZE, 0)[0]:
                 return self._segment_path(number), SEGMENT_HEADER_SIZE
-        found = framing.first_valid_header(data, 0, offset + 1)
+        found = find_valid_record_after(data, 0, offset)
         if found >= 0:
             return self._segment_path(number), found
         for other in later:

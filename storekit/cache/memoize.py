@@ -29,9 +29,10 @@ class _CachedError:
 class _Flight:
     """One call in progress for a key; threads that miss the same key wait on it."""
 
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "value", "error", "thread")
 
     def __init__(self) -> None:
+        self.thread = threading.get_ident()
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -129,6 +130,13 @@ def memoize(
                     flight = flights[cache_key] = _Flight()
             assert flight is not None
             if not leader:
+                if flight.thread == threading.get_ident():
+                    # The leader itself asked for the key it is computing:
+                    # waiting would block forever.
+                    raise RuntimeError(
+                        f"{function.__qualname__} called itself with the key "
+                        f"{cache_key!r} it is computing"
+                    )
                 flight.done.wait()
                 if flight.error is not None:
                     raise flight.error

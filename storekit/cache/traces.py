@@ -34,6 +34,7 @@ import lzma
 import os
 import struct
 import sys
+import zlib
 from array import array
 from collections.abc import Hashable, Iterator, Sequence
 from typing import BinaryIO
@@ -103,6 +104,16 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return "int32be"
 
 
+# What a damaged gzip or xz stream raises while it is read.
+_DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+
+
+def _corrupt_trace(path: str | os.PathLike[str], exc: BaseException) -> ValueError:
+    return ValueError(
+        f"{os.fspath(path)}: corrupt or truncated compressed trace: {exc}"
+    )
+
+
 def iter_trace(
     path: str | os.PathLike[str],
     format: str | None = None,
@@ -112,8 +123,25 @@ def iter_trace(
     """Yield the key of every request in the trace at ``path``.
 
     ``format`` is one of :data:`FORMATS`, or None to call :func:`detect_format`.
-    ``column`` selects the key column of a ``csv`` trace.
+    ``column`` selects the key column of a ``csv`` trace. A damaged gzip or
+    xz file raises ValueError naming the path.
     """
+    keys = _iter_trace(path, format, column)
+    return _translating(path, keys)
+
+
+def _translating(
+    path: str | os.PathLike[str], keys: Iterator[Hashable]
+) -> Iterator[Hashable]:
+    try:
+        yield from keys
+    except _DECOMPRESSION_ERRORS as exc:
+        raise _corrupt_trace(path, exc) from None
+
+
+def _iter_trace(
+    path: str | os.PathLike[str], format: str | None, column: str | int | None
+) -> Iterator[Hashable]:
     if format is None:
         format = detect_format(path)
     if format == "lines":
@@ -141,8 +169,18 @@ def load_trace(
 
     Integer keys that fit in 64 bits are stored in an ``array('q')`` of 8
     bytes per request, so the 13.2 million requests of the ARC P12 trace
-    take about 106 MB. Any other key makes the result a list.
+    take about 106 MB. Any other key makes the result a list. A damaged
+    gzip or xz file raises ValueError naming the path.
     """
+    try:
+        return _load_trace(path, format, column)
+    except _DECOMPRESSION_ERRORS as exc:
+        raise _corrupt_trace(path, exc) from None
+
+
+def _load_trace(
+    path: str | os.PathLike[str], format: str | None, column: str | int | None
+) -> Sequence[Hashable]:
     if format is None:
         format = detect_format(path)
     if format == "arc":

@@ -52,7 +52,7 @@ from ..errors import (
     ReadOnlyError,
 )
 from ..fs import FileSystem, default_fs
-from ..wal import RECOVERY_MODES, SYNC_POLICIES
+from ..wal import RECOVERY_MODES, SYNC_POLICIES, check_path
 from ._checks import check_event_ids, check_name, check_offset, check_positive_int
 from .reads import ReadsMixin
 from .record import encode_bodies, encode_header
@@ -153,7 +153,7 @@ class EventLog(ReadsMixin, SegmentsMixin):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, not {flag!r}")
 
-        self.path = str(path)
+        self.path = check_path(path)
         self.sync_policy = sync
         self.recovery_mode = recovery
         self.read_only = read_only

@@ -155,6 +155,15 @@ class Projection:
         end, which means the log lost acknowledged events (a crash under
         ``sync="batch"`` or ``"none"``) or belongs to another log.
         """
+        if max_events is not None:
+            if isinstance(max_events, bool) or not isinstance(max_events, int):
+                raise TypeError(
+                    f"max_events must be an int or None, not {type(max_events).__name__}"
+                )
+            if max_events < 0:
+                raise ValueError(f"max_events must be >= 0, not {max_events}")
+            if max_events == 0:
+                return 0
         with self._apply_lock:
             offset = self._offset
             log_end = self.log.next_offset

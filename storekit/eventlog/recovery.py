@@ -31,7 +31,7 @@ from typing import Any
 from .._backend import framing
 from ..errors import CorruptionError
 from ..fs import FileSystem
-from ..wal import iter_records
+from ..wal import find_valid_record_after, iter_records
 from .index import TRUNCATION_NAME, decode_index, decode_truncation, encode_index
 from .record import decode_summary
 from .segment import (
@@ -302,7 +302,7 @@ class _Loader:
             )
             valid_after = -1
             if damage is not None:
-                valid_after = framing.first_valid_header(data, 0, damage[0] + 1)
+                valid_after = find_valid_record_after(data, 0, damage[0])
         if damage is None:
             return False
         self._handle_damage(segment, data, valid_end, damage, valid_after, newest)

@@ -102,6 +102,11 @@ def _key_bytes(key: object) -> bytes:
     )
 
 
+#: Upper bound on ``vnodes * weight`` for one node. Each virtual node is a
+#: Python tuple on the ring, so a million of them cost about 100 MB.
+MAX_POINTS_PER_NODE = 1 << 20
+
+
 def _check_node(node: object) -> str:
     if not isinstance(node, str):
         raise TypeError(f"node name must be a str, not {type(node).__name__}")
@@ -183,6 +188,8 @@ class HashRing:
         )
 
         initial = self._parse_nodes(nodes)
+        for name, weight in initial.items():
+            self._check_point_count(name, weight)
         self._weights = initial
         self._rebuild_all()
 
@@ -285,6 +292,7 @@ class HashRing:
         weight = _check_weight(node, weight)
         if node in self._weights:
             raise ValueError(f"node {node!r} is already in the ring")
+        self._check_point_count(node, weight)
         if self._hash_name == "ketama":
             self._weights[node] = weight
             self._rebuild_all()
@@ -310,12 +318,30 @@ class HashRing:
         weight = _check_weight(node, weight)
         if weight == self._weights[node]:
             return
-        self._weights[node] = weight
+        self._check_point_count(node, weight)
         if self._hash_name == "ketama":
-            self._rebuild_all()
+            old = self._weights[node]
+            self._weights[node] = weight
+            try:
+                self._rebuild_all()
+            except BaseException:
+                self._weights[node] = old
+                raise
             return
+        # Build the new points before changing anything, so a hash function
+        # that rejects one leaves the ring as it was.
+        points = self._node_points(node, weight)
         kept = [point for point in self._points if point[1] != node]
-        self._install(list(heapq.merge(kept, self._node_points(node, weight))))
+        self._install(list(heapq.merge(kept, points)))
+        self._weights[node] = weight
+
+    def _check_point_count(self, node: str, weight: int) -> None:
+        if self._vnodes * weight > MAX_POINTS_PER_NODE:
+            raise ValueError(
+                f"node {node!r} with weight {weight} would get "
+                f"{self._vnodes * weight} virtual nodes; at most "
+                f"{MAX_POINTS_PER_NODE} are allowed (vnodes * weight)"
+            )
 
     # -- lookups ------------------------------------------------------------
 

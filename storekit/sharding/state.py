@@ -111,7 +111,11 @@ def _decode(data: bytes, path: str) -> ShardMap:
         offset = bad if bad >= 0 else _HEADER.size
         raise CorruptionError(
             f"shard map {path} is damaged at offset {offset}: "
-            f"{framing.REASON_TEXT.get(reason, 'truncated record')}",
+            + (
+                "record cut off at end of file"
+                if status == framing.STATUS_TRUNCATED or not fragments
+                else framing.REASON_TEXT.get(reason, "invalid record")
+            ),
             path=path,
             offset=offset,
         )

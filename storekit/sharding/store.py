@@ -34,7 +34,7 @@ from typing import Any
 
 from .._validate import check_key, check_value, resolve_bounds
 from ..batch import KIND_DELETE, KIND_PUT, WriteBatch
-from ..errors import ClosedError, DurabilityError
+from ..errors import ClosedError, CorruptionError, DurabilityError
 from ..fs import FileSystem, default_fs
 from ..store import ScanItem, Snapshot, Store
 from ._locks import KeyLocks, WriteGate
@@ -211,6 +211,17 @@ class ShardedStore(Store):
 
         shard_map = read_shard_map(fs, directory)
         if shard_map is None:
+            leftovers = [name for name in fs.listdir(directory) if name != "LOCK"]
+            if leftovers:
+                # The map is written first, so other files without it mean
+                # it was lost; starting with equal weights would hide keys.
+                raise CorruptionError(
+                    f"shard map {posixpath.join(directory, 'SHARDS')} is missing "
+                    f"but {directory} contains {', '.join(sorted(leftovers))}; "
+                    "restore the map file or use a new directory",
+                    path=posixpath.join(directory, "SHARDS"),
+                    offset=None,
+                )
             if not shards:
                 raise ValueError(
                     "shards is empty; a ShardedStore needs at least one shard"
