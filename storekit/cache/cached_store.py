@@ -77,7 +77,9 @@ class CachedStore(Store):
             )
         self._inner = inner
         self._cache = cache
-        self._cache_misses = bool(cache_misses)
+        if not isinstance(cache_misses, bool):
+            raise TypeError(f"cache_misses must be True or False, not {cache_misses!r}")
+        self._cache_misses = cache_misses
         self._negative_ttl = check_ttl(negative_ttl, "negative_ttl")
         # Incremented by every write. A miss fills the cache only if it saw
         # no increment between its start and the fill. Both happen under

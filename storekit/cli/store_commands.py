@@ -155,6 +155,13 @@ def _open(path: str, *, write: bool, **options: Any):
         if os.path.exists(path):
             raise NotADirectoryError(f"{path} is not a store directory")
         raise FileNotFoundError(f"store directory {path} does not exist")
+    if not write and not any(
+        os.path.exists(os.path.join(path, name))
+        for name in ("CURRENT", "CHECKPOINT", "wal")
+    ):
+        raise FileNotFoundError(
+            f"{path} is not a storekit store: it has no CURRENT, CHECKPOINT or wal/"
+        )
     return open_store(path, read_only=not write, **options)
 
 

@@ -349,8 +349,10 @@ def _check_arguments(
         )
     if not callable(apply):
         raise TypeError(f"apply must be callable, not {type(apply).__name__}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty str, not {name!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError("name must be a non-empty str")
     if key_prefix is not None:
         key_prefix = check_key(key_prefix)
         if key_prefix.startswith(OFFSET_KEY_PREFIX[: len(key_prefix)]):

@@ -166,9 +166,13 @@ class HashRing:
             self._key_hash = _xxh3_64
         elif callable(hash):
             self._key_hash = hash
-        else:
+        elif isinstance(hash, str):
             raise ValueError(
                 f"hash must be 'xxh3', 'ketama' or a callable, not {hash!r}"
+            )
+        else:
+            raise TypeError(
+                f"hash must be a str or a callable, not {type(hash).__name__}"
             )
         self._hash_name = hash if isinstance(hash, str) else "custom"
         self._hash_setting = hash
