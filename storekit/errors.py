@@ -45,10 +45,12 @@ class ReadOnlyError(StorekitError):
 
 
 class DurabilityError(StorekitError):
-    """A write or fsync failed, so later writes cannot be made durable.
+    """A write or fsync failed, so this write may not be durable.
 
-    The store accepts no more writes until it is reopened. Writes that were
-    acknowledged before the failure are unaffected.
+    After a failed WAL write or fsync the store accepts no more writes
+    until it is reopened. A failed table flush of an LSM store is different:
+    the flushed writes stay in the WAL and the flush is retried, so writes
+    go on. Writes acknowledged before any failure are unaffected.
     """
 
 
