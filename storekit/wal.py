@@ -419,10 +419,10 @@ class WAL:
     # -- appending ------------------------------------------------------------
 
     def _open_for_append(self) -> None:
-        # Appends always go to a new segment, as LevelDB does on open: an
-        # older segment may lie below the first segment an owner still
-        # needs (a checkpoint can cover it), so appending to it could put
-        # new records where the owner will delete them.
+        # Appends always go to a new segment, as LevelDB does on open. An
+        # older segment may lie below the first segment its owner still
+        # needs, because a checkpoint can cover it. Appending there would put
+        # new records where the owner deletes them.
         self._start_segment(self._next_number)
 
     def _start_segment(self, number: int) -> None:
