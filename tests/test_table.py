@@ -1100,6 +1100,13 @@ def test_verify_sst_command(tmp_path, capsys):
     assert document["offset"] == 0
     assert "data block at offset 0: checksum mismatch" in document["error"]
 
+    assert run_command(["verify-sst", path]) == 1
+    output = capsys.readouterr()
+    assert output.out == ""
+    error_lines = output.err.strip().splitlines()
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith(f"storekit: error: {path}: corrupt:")
+
 
 def test_file_number_from_path():
     assert lsm_commands.file_number_from_path("/db/000123.sst") == 123

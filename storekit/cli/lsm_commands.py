@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from typing import Any
 
 from ..errors import CorruptionError
@@ -185,11 +186,12 @@ def run_verify_sst(args: argparse.Namespace) -> int:
             progress.finish()
             entries = reader.entries
     except CorruptionError as exc:
-        emit(
-            args,
-            {"path": args.path, "ok": False, "offset": exc.offset, "error": str(exc)},
-            f"{args.path}: corrupt: {exc}",
-        )
+        if args.json:
+            report = {"path": args.path, "ok": False, "offset": exc.offset}
+            emit(args, report | {"error": str(exc)}, "")
+        else:
+            # Like every other failing command: one line on stderr.
+            print(f"storekit: error: {args.path}: corrupt: {exc}", file=sys.stderr)
         return 1
     emit(
         args,
