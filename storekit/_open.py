@@ -18,7 +18,8 @@ def open(path: str, **options: Any) -> Store:  # noqa: A001 - the public name
     Returns an LSMStore, and takes its options (see storekit.lsm.LSMStore).
     A directory written by DurableStore, the in-memory engine with
     checkpoints, is recognised by its ``CHECKPOINT`` file and opened as a
-    DurableStore; the options LSMStore adds are then checked and ignored.
+    DurableStore. The options that only LSMStore has are then checked and
+    ignored.
 
     >>> import storekit, tempfile
     >>> with storekit.open(tempfile.mkdtemp()) as db:

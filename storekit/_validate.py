@@ -7,7 +7,7 @@ from __future__ import annotations
 MAX_KEY_SIZE = 64 * 1024
 
 #: Largest value any store accepts, in bytes (256 MiB). A write's WAL record
-#: holds the whole value, so the limit also bounds one record's size.
+#: contains the whole value, so the limit also bounds one record's size.
 MAX_VALUE_SIZE = 256 * 1024 * 1024
 
 

@@ -41,7 +41,7 @@ from .fs import FileSystem, default_fs
 from .memory import MemtableStore
 from .wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path, iter_records
 
-__all__ = ["DurableStore", "check_common_options"]
+__all__ = ["DurableStore", "check_common_options", "wait_for_synced_writes"]
 
 logger = logging.getLogger("storekit.durable")
 
@@ -71,6 +71,22 @@ def _close_open_stores() -> None:
 
 
 atexit.register(_close_open_stores)
+
+
+def wait_for_synced_writes(store: Any) -> None:
+    """Wait, holding ``store._lock``, until every fsynced write is applied.
+
+    Under ``sync="always"`` a write whose WAL record is fsynced waits for its
+    turn to reach the memtable. Closing lets those writes finish, so none of
+    them reports a failure for a write that reopening would show. The wait
+    ends early when the store failed or its file system crashed.
+    """
+    while (
+        store._last_sequence != store._assigned
+        and store._failure is None
+        and store._fs.epoch == store._epoch
+    ):
+        store._apply_cond.wait(0.1)
 
 
 def check_common_options(
@@ -336,7 +352,7 @@ class DurableStore(MemtableStore):
             # The WAL still has every write, so the store stays usable.
             raise StorekitError(f"checkpoint of {self.path} failed: {exc}") from exc
         finally:
-            self._release(sequence)
+            self._release_snapshot(sequence)
         wal.remove_segments_before(first_segment)
         self._checkpoints += 1
         logger.info(
@@ -435,15 +451,7 @@ class DurableStore(MemtableStore):
             if self._closed:
                 return
             self._closing = True
-            # Writes whose WAL record is already fsynced wait for their turn
-            # to be applied; let them finish so none of them reports a
-            # failure for a write that reopening would show.
-            while (
-                self._last_sequence != self._assigned
-                and self._failure is None
-                and self._fs.epoch == self._epoch
-            ):
-                self._apply_cond.wait(0.1)
+            wait_for_synced_writes(self)
             self._closed = True
             self._apply_cond.notify_all()
         _open_stores.discard(self)

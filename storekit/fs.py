@@ -229,8 +229,8 @@ class _OSFile(File):
 
     def sync(self) -> None:
         # The fsync runs without the handle lock, so appends from other
-        # threads go on meanwhile (group commit needs that); close() waits
-        # for running fsyncs so the descriptor number is not reused under one.
+        # threads go on meanwhile, which group commit needs. close() waits
+        # for running fsyncs, so the descriptor number is not reused under one.
         with self._lock:
             self._check_open()
             self._check_usable()

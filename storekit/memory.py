@@ -20,7 +20,7 @@ from .errors import ClosedError
 from .memtable import Memtable
 from .store import ScanItem, Snapshot, Store
 
-__all__ = ["MemoryStore", "MemtableStore"]
+__all__ = ["MemoryStore", "MemtableStore", "SequenceSnapshot"]
 
 
 class MemtableStore(Store):
@@ -128,9 +128,22 @@ class MemtableStore(Store):
             self._check_open()
             sequence = self._last_sequence
             self._snapshots.add(sequence)
-        return _MemtableSnapshot(self, sequence)
+        return SequenceSnapshot(self, sequence)
 
-    def _release(self, sequence: int) -> None:
+    def _scan_at(
+        self,
+        low: bytes | None,
+        high: bytes | None,
+        reverse: bool,
+        keys_only: bool,
+        sequence: int,
+    ) -> Iterator[ScanItem]:
+        """Iterate at ``sequence``; the caller keeps that snapshot registered."""
+        return _MemtableIterator(
+            self, low, high, reverse, keys_only, sequence, owns=False
+        )
+
+    def _release_snapshot(self, sequence: int) -> None:
         with self._lock:
             self._snapshots.discard(sequence)
 
@@ -232,7 +245,7 @@ class _MemtableIterator:
             self._done = True
             self._buffer = []
             if self._owns:
-                self._store._release(self._sequence)
+                self._store._release_snapshot(self._sequence)
 
     def __del__(self) -> None:
         try:
@@ -241,8 +254,15 @@ class _MemtableIterator:
             pass
 
 
-class _MemtableSnapshot(Snapshot):
-    def __init__(self, store: MemtableStore, sequence: int) -> None:
+class SequenceSnapshot(Snapshot):
+    """A read-only view of a store at one sequence number.
+
+    The store provides ``_get_at(key, sequence, default)``,
+    ``_scan_at(low, high, reverse, keys_only, sequence)`` and
+    ``_release_snapshot(sequence)``; MemtableStore and LSMStore both do.
+    """
+
+    def __init__(self, store: Any, sequence: int) -> None:
         self._store = store
         self._sequence = sequence
         self._closed = False
@@ -271,14 +291,12 @@ class _MemtableSnapshot(Snapshot):
     ) -> Iterator[ScanItem]:
         self._check_open()
         low, high = resolve_bounds(start, end, prefix)
-        return _MemtableIterator(
-            self._store, low, high, reverse, keys_only, self._sequence, owns=False
-        )
+        return self._store._scan_at(low, high, reverse, keys_only, self._sequence)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._store._release(self._sequence)
+            self._store._release_snapshot(self._sequence)
 
     def __del__(self) -> None:
         try:

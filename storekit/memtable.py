@@ -2,7 +2,7 @@
 
 Each key maps to a short list of ``(sequence, value)`` versions in
 ascending sequence order; a value of None is a tombstone. A read at
-sequence S sees the newest version with a sequence <= S. Old versions are
+sequence S returns the newest version with a sequence <= S. Old versions are
 dropped when the key is next written, unless a live snapshot can still see
 them, so a memtable without snapshots keeps exactly one version per key.
 

@@ -1,9 +1,9 @@
 """Write-ahead log: segment files of checksummed records, with group commit.
 
 A WAL is a directory of segment files named ``<number>.wal`` (12 decimal
-digits). Each segment starts with a 16-byte header and continues with
-records in the block framing of ``storekit._framing_py`` (32 KiB blocks,
-fragments with xxh32 checksums); docs/formats.md gives every byte.
+digits). Each segment starts with a 16-byte header. Records follow in the
+block framing of ``storekit._framing_py``: 32 KiB blocks of fragments with
+xxh32 checksums. docs/formats.md gives every byte.
 
 Durability: ``append`` hands the record to the operating system before it
 returns. Under ``sync="always"`` it also waits until an fsync covers the
@@ -43,8 +43,8 @@ logger = logging.getLogger("storekit.wal")
 SYNC_POLICIES = ("always", "batch", "none")
 
 #: ``tolerate_tail`` cuts a torn or zeroed tail of the log and raises
-#: CorruptionError for damage anywhere else; ``strict`` raises for any
-#: damage; ``point_in_time`` keeps every record before the first damage.
+#: CorruptionError for damage anywhere else. ``strict`` raises for any
+#: damage. ``point_in_time`` keeps every record before the first damage.
 RECOVERY_MODES = ("tolerate_tail", "strict", "point_in_time")
 
 SEGMENT_MAGIC = b"SKWAL\x00"

@@ -2,9 +2,10 @@
 
 Every write in a run stores values tagged with the write's number, so the
 state recovered after a crash identifies which prefix of the history
-survived. The checks: reopening succeeds; the state equals the state after
-some prefix of the attempted writes (no hole, batches all or nothing); that
-prefix contains every acknowledged write.
+survived. Each round checks three things. Reopening succeeds. The state
+equals the state after some prefix of the attempted writes, so there is no
+hole and every batch is all or nothing. That prefix contains every
+acknowledged write.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ KEYS = [b"k%d" % i for i in range(12)] + [b"", b"\x00", b"\xff\xff"]
 
 def _open_durable(fs, sync):
     return storekit.DurableStore(
-        "/db", fs=fs, sync=sync, checkpoint_bytes=4096, segment_bytes=4096, sync_interval=3600
+        "/db",
+        fs=fs,
+        sync=sync,
+        checkpoint_bytes=4096,
+        segment_bytes=4096,
+        sync_interval=3600,
     )
 
 
@@ -85,7 +91,11 @@ def _run(open_store, sync, seed, rounds=3):
     for _ in range(rounds):
         if rng.random() < 0.5:
             op = rng.choice(("fsync", "write", "rename", "open"))
-            fs.fail(op=op, at=rng.randrange(1, 8), errno=rng.choice((errno.EIO, errno.ENOSPC)))
+            fs.fail(
+                op=op,
+                at=rng.randrange(1, 8),
+                errno=rng.choice((errno.EIO, errno.ENOSPC)),
+            )
         failed = False
         for _ in range(rng.randrange(1, 40)):
             ops = _random_write(rng, len(history))
@@ -99,10 +109,10 @@ def _run(open_store, sync, seed, rounds=3):
             try:
                 db.write(batch)
             except (storekit.DurabilityError, OSError):
-                # Not acknowledged; it may or may not survive. A failed WAL
-                # write or fsync makes the store refuse later writes (see
-                # test_failed_fsync_makes_later_writes_fail); a failed LSM
-                # flush is retried instead, with its writes kept in the WAL.
+                # Not acknowledged, so it may or may not survive. A failed
+                # WAL write or fsync makes the store reject later writes, as
+                # test_failed_fsync_makes_later_writes_fail checks. A failed
+                # LSM flush is retried instead, its writes kept in the WAL.
                 failed = True
                 break
             if sync == "always":
@@ -114,7 +124,9 @@ def _run(open_store, sync, seed, rounds=3):
                     failed = True
                     break
                 acknowledged = len(history)
-        report = fs.crash(rng.choice((None, "drop", "prefix", "torn", "lose_dir_entries")))
+        report = fs.crash(
+            rng.choice((None, "drop", "prefix", "torn", "lose_dir_entries"))
+        )
         with pytest.raises(storekit.ClosedError):
             db.get(b"k1")
         fs.clear_failures()

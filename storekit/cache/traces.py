@@ -104,7 +104,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return "int32be"
 
 
-# What a damaged gzip or xz stream raises while it is read.
+# Exceptions a damaged gzip or xz stream raises while it is read.
 _DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
 
 

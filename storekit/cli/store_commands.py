@@ -381,7 +381,7 @@ def run_dump_wal(args: Any) -> int:
     path = args.path
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path} is not a directory")
-    # A store keeps its WAL in wal/; a bare WAL directory holds segments.
+    # A store keeps its WAL in wal/; a bare WAL directory contains segments.
     candidate = posixpath.join(path, "wal")
     if os.path.isdir(candidate):
         path = candidate

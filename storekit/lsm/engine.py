@@ -53,6 +53,7 @@ from ..batch import (
     encode_delete,
     encode_put,
 )
+from ..durable import wait_for_synced_writes
 from ..errors import (
     ClosedError,
     DurabilityError,
@@ -60,6 +61,7 @@ from ..errors import (
     StorekitError,
 )
 from ..fs import FileSystem, default_fs
+from ..memory import SequenceSnapshot
 from ..memtable import Memtable
 from ..store import ScanItem, Snapshot, Store
 from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path
@@ -77,7 +79,6 @@ from .merge import (
 )
 from .options import MAX_BLOCK_SIZE, MAX_BLOOM_BITS_PER_KEY, check_at_most, check_int
 from .recovery import Frozen, RecoveryMixin
-from .snapshot import LSMSnapshot
 from .version import DEFAULT_MAX_LEVELS, Version
 
 __all__ = ["LSMStore"]
@@ -643,7 +644,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             self._check_open()
             sequence = self._last_sequence
             self._add_snapshot_locked(sequence)
-        return LSMSnapshot(self, sequence)
+        return SequenceSnapshot(self, sequence)
 
     def _add_snapshot_locked(self, sequence: int) -> None:
         self._snapshots.add(sequence)
@@ -762,15 +763,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             if self._closed:
                 return
             self._closing = True
-            # Writes whose WAL record is already fsynced wait for their turn
-            # to be applied; let them finish so none of them reports a
-            # failure for a write that reopening would show.
-            while (
-                self._last_sequence != self._assigned
-                and self._failure is None
-                and self._fs.epoch == self._epoch
-            ):
-                self._apply_cond.wait(0.1)
+            wait_for_synced_writes(self)
             self._closed = True
             self._cond.notify_all()
             self._apply_cond.notify_all()

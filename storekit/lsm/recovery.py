@@ -1,4 +1,4 @@
-"""How an LSMStore opens: manifest, orphan removal and WAL replay."""
+"""Recovery of an LSMStore at open: manifest, orphan removal and WAL replay."""
 
 from __future__ import annotations
 
