@@ -17,7 +17,9 @@ Measures, for ``--keys`` keys on 10 nodes (then 11):
 - the fraction of keys that move when an 11th node joins, averaged over
   ``--name-sets`` random sets of node names, against the ideal 1/11;
 - the busiest node's load over the mean with 160 virtual nodes, and the
-  same ratio for 40 to 1,000 virtual nodes (averaged over the name sets).
+  same ratio for 40 to 1,000 virtual nodes (mean and worst over the name
+  sets), for the default slot placement and for the classic ring
+  (``slots=None``), which places keys the way uhashring does.
 
 uhashring is optional (``pip install uhashring``); without it the
 comparison columns are left out.
@@ -132,21 +134,26 @@ def measure_placement(keys: list[bytes], name_sets: list[list[str]]) -> dict:
     if moved_peer:
         result["uhashring_moved_fraction_mean"] = statistics.mean(moved_peer)
         result["uhashring_max_over_mean_160_mean"] = statistics.mean(ratio_peer)
+        result["uhashring_max_over_mean_160_each"] = ratio_peer
     return result
 
 
 def measure_curve(keys: list[bytes], name_sets: list[list[str]]) -> dict[int, dict]:
     curve = {}
     for vnodes in VNODE_CURVE:
-        ratios = []
+        ratios, classic = [], []
         for names in name_sets:
             base = names[:NODES]
             ratios.append(
                 max_over_mean(HashRing(base, vnodes=vnodes).node_for, keys, base)
             )
+            ring = HashRing(base, vnodes=vnodes, slots=None)
+            classic.append(max_over_mean(ring.node_for, keys, base))
         curve[vnodes] = {
             "mean": statistics.mean(ratios),
             "max": max(ratios),
+            "classic_mean": statistics.mean(classic),
+            "classic_max": max(classic),
         }
     return curve
 
@@ -159,8 +166,19 @@ def plot_curve(curve: dict[int, dict], path: str) -> None:
 
     figure, axes = plt.subplots(figsize=(6, 4))
     vnodes = list(curve)
-    axes.plot(vnodes, [curve[v]["mean"] for v in vnodes], marker="o", label="mean")
-    axes.plot(vnodes, [curve[v]["max"] for v in vnodes], marker="x", label="worst")
+    axes.plot(
+        vnodes, [curve[v]["mean"] for v in vnodes], marker="o", label="slots, mean"
+    )
+    axes.plot(
+        vnodes, [curve[v]["max"] for v in vnodes], marker="x", label="slots, worst"
+    )
+    axes.plot(
+        vnodes,
+        [curve[v]["classic_max"] for v in vnodes],
+        marker="+",
+        linestyle=":",
+        label="classic ring, worst",
+    )
     axes.axhline(1.15, color="grey", linestyle="--", linewidth=1)
     axes.set_xlabel("virtual nodes per node")
     axes.set_ylabel("busiest node load / mean load")
@@ -235,17 +253,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{placement.get('uhashring_moved_fraction_mean', 0):.4f} | "
         f"within 5% of {ideal:.4f} |"
     )
+    peer_ratio = placement.get("uhashring_max_over_mean_160_each")
+    peer_text = (
+        f"{placement['uhashring_max_over_mean_160_mean']:.3f} "
+        f"(worst {max(peer_ratio):.3f})"
+        if peer_ratio
+        else ""
+    )
     print(
         f"| busiest / mean, 160 vnodes, mean of {args.name_sets} | "
         f"{placement['max_over_mean_160_mean']:.3f} "
         f"(worst {max(placement['max_over_mean_160_each']):.3f}) | "
-        f"{placement.get('uhashring_max_over_mean_160_mean', 0):.3f} | <= 1.15 |"
+        f"{peer_text} | <= 1.15 |"
     )
     print()
-    print("| vnodes | busiest / mean (mean) | busiest / mean (worst) |")
-    print("|---:|---:|---:|")
+    print("Busiest node over the mean, mean and worst of the name sets:")
+    print()
+    print("| vnodes | slots: mean | slots: worst | classic: mean | classic: worst |")
+    print("|---:|---:|---:|---:|---:|")
     for vnodes, figures in curve.items():
-        print(f"| {vnodes} | {figures['mean']:.3f} | {figures['max']:.3f} |")
+        print(
+            f"| {vnodes} | {figures['mean']:.3f} | {figures['max']:.3f} | "
+            f"{figures['classic_mean']:.3f} | {figures['classic_max']:.3f} |"
+        )
 
     if args.plot:
         plot_curve(curve, args.plot)

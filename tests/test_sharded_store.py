@@ -9,6 +9,7 @@ owner names.
 from __future__ import annotations
 
 import doctest
+import json
 import random
 import threading
 import time
@@ -470,6 +471,50 @@ def test_sharded_path_keeps_ring_settings(tmp_path):
     assert reopened.ring.nodes == {"a": 2, "b": 1}
     assert reopened.ring.hash_name == "ketama"
     assert reopened.ring.points == ring.points
+    reopened.close()
+
+
+def test_sharded_path_keeps_slots_and_rejects_other_settings(tmp_path):
+    path = str(tmp_path / "map")
+    ring = HashRing(["a", "b"], slots=1024)
+    db = ShardedStore(memory_shards("ab"), ring=ring, path=path)
+    db.close()
+    reopened = ShardedStore(memory_shards("ab"), path=path)
+    assert reopened.ring.slots == 1024
+    assert reopened.stats()["ring"]["slots"] == 1024
+    reopened.close()
+    with pytest.raises(ValueError, match="slots=65536 but the shard map .* slots=1024"):
+        ShardedStore(memory_shards("ab"), ring=HashRing(["a", "b"]), path=path)
+
+
+def test_sharded_reads_version_1_map_as_classic_ring(tmp_path):
+    # A version 1 map has no "slots" key; its rings were classic rings.
+    from storekit._backend import framing
+
+    path = tmp_path / "map"
+    path.mkdir()
+    document = {
+        "vnodes": 160,
+        "hash": "xxh3",
+        "rings": [{"version": 1, "nodes": {"a": 1, "b": 1}, "change": None}],
+        "released": [],
+    }
+    header = b"SKSHARDS" + (1).to_bytes(4, "little")
+    payload = json.dumps(document).encode()
+    (path / "SHARDS").write_bytes(header + framing.frame(payload, len(header)))
+    db = ShardedStore(memory_shards("ab"), path=str(path))
+    assert db.ring.slots is None
+    classic = HashRing(["a", "b"], slots=None)
+    keys = [b"key-%d" % i for i in range(2000)]
+    assert all(db.ring.node_for(key) == classic.node_for(key) for key in keys)
+    # A change rewrites the map as version 2, and the ring stays classic.
+    shards = memory_shards("abc")
+    db.add_shard("c", shards["c"]).wait(timeout=30)
+    db.close()
+    assert (path / "SHARDS").read_bytes()[8:12] == (2).to_bytes(4, "little")
+    reopened = ShardedStore(shards, path=str(path))
+    assert reopened.ring.slots is None
+    assert reopened.ring.nodes == {"a": 1, "b": 1, "c": 1}
     reopened.close()
 
 

@@ -3,8 +3,9 @@
 Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
 Loads" (SODA 2018, arXiv:1608.01350): every node gets a capacity of
 ``ceil((1 + epsilon) * m * weight / total_weight)`` keys, where ``m`` is the
-number of keys placed, and a key goes to the first node clockwise from its
-point that is below capacity. With skewed key sets, where plain consistent
+number of keys placed, and a key goes to the first node below capacity in
+its replica order (``HashRing.nodes_for``): on the classic ring, the
+nodes clockwise from its point. With skewed key sets, where plain consistent
 hashing can pile far more than the mean onto one node, no node exceeds its
 capacity, while a key still moves only when a node it passed is full.
 
@@ -17,7 +18,6 @@ assignment table.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Iterable
 
 from .ring import HashRing, _key_bytes
@@ -85,18 +85,14 @@ class BoundedLoads:
         """Assign ``key`` to a node below capacity and return it.
 
         A key placed before keeps its node. Runtime complexity: O(log P)
-        plus one step per full node passed.
+        plus the steps of the replica order up to the first node with room.
         """
         data = _key_bytes(key)
         node = self._owner.get(data)
         if node is not None:
             return node
         placed = len(self._owner) + 1
-        points, owners = self._ring._table
-        start = bisect_left(points, self._ring.key_hash(data))
-        size = len(points)
-        for step in range(size):
-            candidate = owners[(start + step) % size]
+        for candidate in self._ring._preference(data):
             if self._loads[candidate] < self.capacity(candidate, placed):
                 self._loads[candidate] += 1
                 self._owner[data] = candidate
@@ -127,12 +123,8 @@ class BoundedLoads:
         self._loads = dict.fromkeys(self._weights, 0)
         total = len(keys)
         capacities = {node: self.capacity(node, total) for node in self._weights}
-        points, owners = self._ring._table
-        size = len(points)
         for data in keys:
-            start = bisect_left(points, self._ring.key_hash(data))
-            for step in range(size):
-                candidate = owners[(start + step) % size]
+            for candidate in self._ring._preference(data):
                 if self._loads[candidate] < capacities[candidate]:
                     self._loads[candidate] += 1
                     self._owner[data] = candidate

@@ -1,36 +1,55 @@
 """HashRing: consistent hashing with virtual nodes and integer weights.
 
 Each node owns ``vnodes * weight`` virtual nodes: points on a ring of
-unsigned integers. A key hashes to a point too, and belongs to the node of
-the first virtual node at or after it, wrapping past the largest point to
-the smallest. Adding a node therefore takes keys only from the arcs its
-new points split, and removing one hands its arcs to the next points.
+unsigned integers. Adding a node only adds its points and removing one only
+removes them, so a change moves only keys whose owner is the added or the
+removed node.
 
-Two hash modes are built in. ``"xxh3"`` (the default) places virtual node
-``i`` of node ``name`` at ``xxh3_64(f"{name}-{i}")`` and hashes keys with
-xxh3_64, both with seed 0, so the mapping is the same in every process.
+Three placements are built in.
+
+``"xxh3"`` (the default) places virtual node ``i`` of node ``name`` at
+``xxh3_64(f"{name}-{i}")`` and divides the key space into ``slots`` equal
+slots (65,536 by default): a key's slot is the top bits of its
+``xxh3_64``. Each slot belongs to a node by multi-probe consistent hashing
+(Appleton and O'Reilly, arXiv:1505.00062): the slot has three probe
+points, ``xxh3_64(slot as 4-byte little-endian, seed=p)`` for ``p`` in 0,
+1 and 2, and its owner is the node of the virtual node nearest after any
+probe, measured clockwise. A probe deep inside a long arc between two
+virtual nodes is far from the arc's end, so another probe of its slot
+often wins, and the loads even out. With 160 virtual nodes on 10 nodes
+the busiest node carried 1.07 times the mean on average over 40 random
+sets of names in bench/bench_sharding.py, against 1.12 with one point per
+key. node_for reads one entry of the slot table.
+
+With ``slots=None``, and always with a callable hash, a key hashes to a
+point and belongs to the node of the first virtual node at or after it,
+wrapping past the largest point to the smallest: the classic ring.
+
 ``"ketama"`` reproduces libketama (RJ/ketama, ``libketama/ketama.c``): a
 node gets ``floorf(weight / total_weight * (vnodes / 4) * node_count)``
 md5 digests of ``f"{name}-{k}"``, each split into four little-endian
-uint32 points, and a key hashes to the first four bytes of its md5. With
-ketama the point count of every node depends on the total weight, so with
-unequal weights a change moves some keys between surviving nodes too, as
-it does in libketama.
+uint32 points, and a key hashes to the first four bytes of its md5 on the
+classic ring. With ketama the point count of every node depends on the
+total weight, so with unequal weights a change moves some keys between
+surviving nodes too, as it does in libketama.
 
 The mapping depends only on the node names, weights and settings. Points
 are kept sorted by ``(point, node name)``, so when two virtual nodes land
 on the same point, the node whose name sorts first owns it, whatever order
 the nodes were added in. Removing the other node leaves that point in place.
+Two probes at the same distance go to the lower probe number.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import math
 import struct
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import xxhash
 
@@ -80,6 +99,59 @@ def _bucket_table(
     return buckets, shift
 
 
+#: Slot count of the default placement, and its bounds.
+DEFAULT_SLOTS = 1 << 16
+MIN_SLOTS = 1 << 8
+MAX_SLOTS = 1 << 24
+#: Probe points per slot. Over 40 random sets of 10 node names with 160
+#: virtual nodes, the busiest node carried at most 1.144 times the mean with
+#: two probes and 1.116 with three. Each probe adds one binary search per
+#: slot to every ring change.
+SLOT_PROBES = 3
+_RING_SIZE = 1 << 64
+_SLOT_LABEL = struct.Struct("<I")
+
+
+@functools.lru_cache(maxsize=4)
+def _slot_probes(slots: int) -> tuple[list[int], ...]:
+    """Return the probe points of every slot, one list per probe."""
+    return tuple(
+        [_xxh3_64(_SLOT_LABEL.pack(slot), seed=probe) for slot in range(slots)]
+        for probe in range(SLOT_PROBES)
+    )
+
+
+def _slot_table(points: list[int], slots: int) -> list[int]:
+    """Return, for every slot, the index into ``points`` of the virtual node that owns it.
+
+    ``points`` is sorted and not empty. A probe's nearest virtual node is the
+    first at or after it, wrapping to ``points[0]``.
+    """
+    wrapped = [*points, points[0] + _RING_SIZE]
+    successor = functools.partial(bisect_left, wrapped)
+    probes = _slot_probes(slots)
+    table = list(map(successor, probes[0]))
+    nearest = [
+        wrapped[index] - probe for index, probe in zip(table, probes[0], strict=True)
+    ]
+    for column in probes[1:]:
+        indexes = list(map(successor, column))
+        distances = [
+            wrapped[index] - probe for index, probe in zip(indexes, column, strict=True)
+        ]
+        # A tie keeps the earlier probe.
+        table = [
+            old if old_distance <= distance else index
+            for old, old_distance, index, distance in zip(
+                table, nearest, indexes, distances, strict=True
+            )
+        ]
+        nearest = list(map(min, nearest, distances))
+    # The sentinel after the last point stands for the first point.
+    size = len(points)
+    return [index if index < size else 0 for index in table]
+
+
 def _float32(value: float) -> float:
     """Round a double to the nearest C float, as a cast to ``float`` does."""
     return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
@@ -115,6 +187,28 @@ def _check_node(node: object) -> str:
     return node
 
 
+def _check_slots(slots: object, hash_name: str) -> int | None:
+    if slots is None:
+        return None
+    if isinstance(slots, bool) or not isinstance(slots, int):
+        raise TypeError(f"slots must be an int or None, not {type(slots).__name__}")
+    if hash_name != "xxh3":
+        raise ValueError(
+            f"slots={slots} needs hash='xxh3'; the {hash_name} hash places keys "
+            "on the classic ring, so pass slots=None"
+        )
+    if not MIN_SLOTS <= slots <= MAX_SLOTS or slots & (slots - 1):
+        raise ValueError(
+            f"slots must be a power of two from {MIN_SLOTS} to {MAX_SLOTS}, not {slots}"
+        )
+    return slots
+
+
+# The default of HashRing's slots argument: DEFAULT_SLOTS with hash="xxh3",
+# None with the other hashes.
+_DEFAULT: Any = object()
+
+
 def _check_weight(node: str, weight: object) -> int:
     if isinstance(weight, bool) or not isinstance(weight, int):
         raise TypeError(
@@ -133,6 +227,11 @@ class HashRing:
     ``hash`` is ``"xxh3"``, ``"ketama"`` or a callable that maps bytes to
     an unsigned int. A callable hashes both keys and the labels
     ``f"{name}-{i}"`` of virtual nodes. Keys are bytes, or str as UTF-8.
+    ``slots`` is the slot count of the xxh3 placement (a power of two,
+    65,536 by default); ``None`` selects the classic ring, which ketama and
+    a callable always use. Keep ``slots`` at least 1,000 times the node
+    count: a node's load varies by about ``1 / sqrt(slots / nodes)`` around
+    its share, on top of the variation that virtual nodes leave.
 
     Thread-safety: lookups may run in any thread while another thread
     changes the ring; each lookup sees the ring before or after a change.
@@ -150,6 +249,7 @@ class HashRing:
         nodes: Mapping[str, int] | Iterable[str] | None = None,
         vnodes: int = 160,
         hash: str | HashFunction = "xxh3",  # noqa: A002 - the public name
+        slots: int | None = _DEFAULT,
     ) -> None:
         if isinstance(vnodes, bool) or not isinstance(vnodes, int):
             raise TypeError(f"vnodes must be an int, not {type(vnodes).__name__}")
@@ -177,6 +277,12 @@ class HashRing:
         self._hash_name = hash if isinstance(hash, str) else "custom"
         self._hash_setting = hash
         self._vnodes = vnodes
+        if slots is _DEFAULT:
+            slots = DEFAULT_SLOTS if self._hash_name == "xxh3" else None
+        self._slots = _check_slots(slots, self._hash_name)
+        # For the slot placement: (index of each slot's virtual node, points,
+        # owners), replaced whole like _table.
+        self._slot_view: tuple[list[int], list[int], list[str]] = ([], [], [])
         self._weights: dict[str, int] = {}
         # Sorted (point, node) pairs, and the lookup table derived from them:
         # a (points, owners) tuple replaced whole, so that a lookup in another
@@ -278,7 +384,14 @@ class HashRing:
         self._table = (hashes, owners)
         # A custom hash has no known range, so it always bisects.
         hash_bits = {"xxh3": 64, "ketama": 32}.get(self._hash_name)
-        if hash_bits is None or not points:
+        if self._slots is not None:
+            # node_for reads the slot table as a bucket table without gaps.
+            slot_index = _slot_table(hashes, self._slots) if points else []
+            self._slot_view = (slot_index, hashes, owners)
+            shift = 64 - (self._slots.bit_length() - 1)
+            slot_owners = [owners[index] for index in slot_index] or None
+            self._lookup = (slot_owners, shift, hashes, owners)
+        elif hash_bits is None or not points:
             self._lookup = (None, 0, hashes, owners)
         else:
             buckets, shift = _bucket_table(hashes, owners, hash_bits)
@@ -289,8 +402,9 @@ class HashRing:
     def add(self, node: str, weight: int = 1) -> None:
         """Add ``node`` with ``weight``; raise ValueError if it is already present.
 
-        Runtime complexity: O(P) for P virtual nodes in xxh3 or custom mode;
-        ketama mode rebuilds every point.
+        Runtime complexity: O(P) for P virtual nodes on the classic ring
+        with xxh3 or a custom hash, plus O(S log P) for S slots with slots;
+        ketama rebuilds every point.
         """
         node = _check_node(node)
         weight = _check_weight(node, weight)
@@ -356,8 +470,9 @@ class HashRing:
     def node_for(self, key: bytes | str) -> str:
         """Return the node that owns ``key``; LookupError on an empty ring.
 
-        Runtime complexity: O(1) for most keys, O(log P) for P virtual
-        nodes when the key's bucket contains a virtual node.
+        Runtime complexity: O(1) with slots. On the classic ring O(1) for
+        most keys, O(log P) for P virtual nodes when the key's bucket
+        contains a virtual node.
         """
         buckets, shift, points, owners = self._lookup
         if type(key) is not bytes:
@@ -379,20 +494,87 @@ class HashRing:
 
         In ketama mode the point is libketama's continuum value for the key.
         """
+        position = self._key_hash(_key_bytes(key))
+        if self._slots is not None:
+            slot_index, points, owners = self._slot_view
+            if not points:
+                raise LookupError(
+                    "the ring is empty; add a node before looking up keys"
+                )
+            index = slot_index[position >> (64 - (self._slots.bit_length() - 1))]
+            return points[index], owners[index]
         points, owners = self._table
         if not points:
             raise LookupError("the ring is empty; add a node before looking up keys")
-        index = bisect_left(points, self._key_hash(_key_bytes(key)))
+        index = bisect_left(points, position)
         if index == len(points):
             index = 0
         return points[index], owners[index]
 
+    def slot_for(self, key: bytes | str) -> int:
+        """Return the slot of ``key``; ValueError on a ring without slots."""
+        if self._slots is None:
+            raise ValueError("this ring has no slots (slots=None)")
+        position = self._key_hash(_key_bytes(key))
+        return position >> (64 - (self._slots.bit_length() - 1))
+
+    def _preference(self, key: bytes | str) -> Iterator[str]:
+        """Yield every node that owns a virtual node, in ``key``'s replica order.
+
+        The classic ring yields the distinct owners clockwise from the key's
+        point. The slot placement repeats its own rule with the nodes already
+        yielded left out: the next node is the one whose virtual node is
+        nearest after any probe of the key's slot, skipping points of
+        yielded nodes. So on a ring without the first node, the second one
+        owns the key.
+        """
+        points, owners = self._table
+        if not points:
+            raise LookupError("the ring is empty; add a node before looking up keys")
+        size = len(points)
+        distinct = len(set(owners))
+        found: set[str] = set()
+        if self._slots is None:
+            start = bisect_left(points, self._key_hash(_key_bytes(key)))
+            for step in range(size):
+                owner = owners[(start + step) % size]
+                if owner not in found:
+                    found.add(owner)
+                    yield owner
+                    if len(found) == distinct:
+                        return
+            return
+        slot = self.slot_for(key)
+        probes = [column[slot] for column in _slot_probes(self._slots)]
+        # Per probe: how many points past its first one it has skipped.
+        starts = [bisect_left(points, probe) for probe in probes]
+        steps = [0] * len(probes)
+        while len(found) < distinct:
+            best: tuple[int, int] | None = None
+            for number, probe in enumerate(probes):
+                while owners[(starts[number] + steps[number]) % size] in found:
+                    steps[number] += 1
+                position = starts[number] + steps[number]
+                # Positions past the end wrap around once per lap of the ring.
+                distance = (
+                    points[position % size] + (position // size) * _RING_SIZE - probe
+                )
+                if best is None or distance < best[0]:
+                    best = (distance, number)
+            assert best is not None
+            number = best[1]
+            owner = owners[(starts[number] + steps[number]) % size]
+            found.add(owner)
+            yield owner
+
     def nodes_for(self, key: bytes | str, n: int) -> list[str]:
         """Return ``n`` distinct nodes for ``key``, the owner first.
 
-        The others follow clockwise from the key's point, which is where
-        replicas go: removing the owner promotes the second node. Raises
-        ValueError when ``n`` exceeds the number of nodes.
+        The others are the owners the key would have with the nodes before
+        them removed, which is where replicas go: removing the owner
+        promotes the second node. On the classic ring they follow clockwise
+        from the key's point. Raises ValueError when ``n`` exceeds the
+        number of nodes.
         """
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"n must be an int, not {type(n).__name__}")
@@ -404,18 +586,11 @@ class HashRing:
             )
         if n == 0:
             return []
-        points, owners = self._table
-        if not points:
-            raise LookupError("the ring is empty; add a node before looking up keys")
-        start = bisect_left(points, self._key_hash(_key_bytes(key)))
         found: list[str] = []
-        size = len(points)
-        for step in range(size):
-            owner = owners[(start + step) % size]
-            if owner not in found:
-                found.append(owner)
-                if len(found) == n:
-                    break
+        for owner in self._preference(key):
+            found.append(owner)
+            if len(found) == n:
+                break
         if len(found) < n:
             # A node whose weight gives it no ketama point cannot be picked.
             raise ValueError(
@@ -441,6 +616,11 @@ class HashRing:
         return self._hash_name
 
     @property
+    def slots(self) -> int | None:
+        """Slot count of the xxh3 placement, or None for the classic ring."""
+        return self._slots
+
+    @property
     def points(self) -> list[tuple[int, str]]:
         """Every virtual node as ``(point, node)``, sorted; a new list."""
         return list(self._points)
@@ -454,15 +634,21 @@ class HashRing:
 
     def copy(self, nodes: Mapping[str, int] | None = None) -> HashRing:
         """Return a ring with the same settings and ``nodes`` (default: these)."""
+        settings = {
+            "vnodes": self._vnodes,
+            "hash": self._hash_setting,
+            "slots": self._slots,
+        }
         if nodes is not None:
-            return HashRing(nodes, vnodes=self._vnodes, hash=self._hash_setting)
-        clone = HashRing(vnodes=self._vnodes, hash=self._hash_setting)
+            return HashRing(nodes, **settings)
+        clone = HashRing(**settings)
         # The point lists are never changed in place, only replaced, so the
         # copy can share them.
         clone._weights = dict(self._weights)
         clone._points = self._points
         clone._table = self._table
         clone._lookup = self._lookup
+        clone._slot_view = self._slot_view
         return clone
 
     def same_settings(self, other: HashRing) -> bool:
@@ -470,6 +656,7 @@ class HashRing:
         return (
             self._vnodes == other._vnodes
             and self._hash_name == other._hash_name
+            and self._slots == other._slots
             and (
                 self._hash_name != "custom" or self._hash_setting is other._hash_setting
             )
@@ -478,11 +665,17 @@ class HashRing:
     def load_shares(self) -> dict[str, float]:
         """Return the fraction of the hash space each node owns.
 
-        The space runs from 0 to 2**64 in xxh3 mode and 2**32 in ketama
-        mode; a custom hash is assumed to cover 2**64.
+        With slots, that is the fraction of the slots. On the classic ring
+        the space runs from 0 to 2**64 with xxh3 and 2**32 with ketama; a
+        custom hash is assumed to cover 2**64.
         """
-        space = 1 << 32 if self._hash_name == "ketama" else 1 << 64
         shares = dict.fromkeys(self._weights, 0.0)
+        if self._slots is not None:
+            slot_owners = self._lookup[0] or []
+            for owner in slot_owners:
+                shares[owner] += 1.0
+            return {node: count / self._slots for node, count in shares.items()}
+        space = 1 << 32 if self._hash_name == "ketama" else 1 << 64
         points, owners = self._table
         if not points:
             return shares
@@ -498,12 +691,22 @@ class HashRing:
         Only these nodes can hold keys that must move when the ring changes
         from this one to ``newer``. Runtime complexity: O(P log P).
         """
+        if not self.same_settings(newer):
+            raise ValueError("losing_nodes needs two rings with the same settings")
         old_points, old_owners = self._table
         new_points, new_owners = newer._table
         if not old_points:
             return set()
         if not new_points:
             return set(old_owners)
+        if self._slots is not None:
+            old_slots, new_slots = self._lookup[0], newer._lookup[0]
+            assert old_slots is not None and new_slots is not None
+            return {
+                old
+                for old, new in zip(old_slots, new_slots, strict=True)
+                if old is not new and old != new
+            }
         losing: set[str] = set()
         # Every arc between consecutive points of the union has one owner in
         # each ring: the node of the first point at or after the arc's end.
@@ -524,6 +727,17 @@ class HashRing:
             expected = sum(self._vnodes * w for w in self._weights.values())
             assert len(points) == expected
         buckets, shift, _, _ = self._lookup
+        if self._slots is not None:
+            if not points:
+                assert buckets is None
+                return
+            slot_index, view_points, view_owners = self._slot_view
+            assert view_points is points
+            assert view_owners is owners
+            assert slot_index == _slot_table(points, self._slots)
+            assert buckets == [owners[index] for index in slot_index]
+            assert shift == 64 - (self._slots.bit_length() - 1)
+            return
         if buckets is not None:
             for point in points:
                 assert buckets[point >> shift] is None
@@ -538,5 +752,5 @@ class HashRing:
     def __repr__(self) -> str:
         return (
             f"<HashRing {len(self._weights)} nodes, {len(self._points)} points, "
-            f"hash={self._hash_name}>"
+            f"hash={self._hash_name}, slots={self._slots}>"
         )

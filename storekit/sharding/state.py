@@ -9,14 +9,19 @@ File ``SHARDS`` (replaced whole through ``FileSystem.write_file_atomic``,
 so a crash leaves the old or the new map)::
 
     magic     8 bytes  b"SKSHARDS"
-    version   u32      format version, 1
+    version   u32      format version, 2
     record             one record in the WAL block framing (xxh32
                        checksums), whose payload is UTF-8 JSON:
                        {"vnodes": int, "hash": "xxh3" | "ketama" | "custom",
+                        "slots": int | null,
                         "rings": [{"version": int, "nodes": {name: weight},
                                    "change": null | {"kind": "add" | "remove",
                                                      "node": name}}, ...],
                         "released": [name, ...]}
+
+``slots`` is the ring's slot count, null for the classic ring. Version 1
+maps have no ``slots`` key: their rings were classic, and they are read
+with ``slots`` null.
 
 ``rings`` lists the newest ring first. ``change`` says how a ring differs
 from the next older one; the oldest ring's is null. ``released`` names the
@@ -45,7 +50,9 @@ __all__ = [
 
 SHARD_MAP_FILE = "SHARDS"
 _MAGIC = b"SKSHARDS"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+# Version 1 differs only in having no "slots" key.
+_READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<8sI")
 
 
@@ -65,6 +72,7 @@ class ShardMap:
 
     vnodes: int
     hash_name: str
+    slots: int | None
     rings: list[RingEntry] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
@@ -79,6 +87,7 @@ def _encode(shard_map: ShardMap) -> bytes:
     document = {
         "vnodes": shard_map.vnodes,
         "hash": shard_map.hash_name,
+        "slots": shard_map.slots,
         "rings": rings,
         "released": sorted(shard_map.released),
     }
@@ -99,10 +108,10 @@ def _decode(data: bytes, path: str) -> ShardMap:
         raise CorruptionError(
             f"shard map {path} has a bad magic number", path=path, offset=0
         )
-    if version != _FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise CorruptionError(
             f"shard map {path} has format version {version}; "
-            f"this storekit reads version {_FORMAT_VERSION}",
+            f"this storekit reads versions {', '.join(map(str, _READABLE_VERSIONS))}",
             path=path,
             offset=8,
         )
@@ -134,8 +143,13 @@ def _decode(data: bytes, path: str) -> ShardMap:
             for item in document["rings"]
         ]
         released = [str(name) for name in document.get("released", [])]
+        slots = None if version == 1 else document["slots"]
+        if slots is not None and (
+            isinstance(slots, bool) or not isinstance(slots, int)
+        ):
+            raise ValueError(f"slots is {slots!r}, not an int or null")
         shard_map = ShardMap(
-            int(document["vnodes"]), str(document["hash"]), rings, released
+            int(document["vnodes"]), str(document["hash"]), slots, rings, released
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptionError(

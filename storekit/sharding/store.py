@@ -279,13 +279,20 @@ class ShardedStore(Store):
                     f"the shard map in {directory} uses a custom hash function; "
                     "pass ring=HashRing(..., hash=that function)"
                 )
-            base = HashRing(vnodes=shard_map.vnodes, hash=shard_map.hash_name)
+            base = HashRing(
+                vnodes=shard_map.vnodes,
+                hash=shard_map.hash_name,
+                slots=shard_map.slots,
+            )
         else:
-            if (ring.vnodes, ring.hash_name) != (shard_map.vnodes, shard_map.hash_name):
+            given = (ring.vnodes, ring.hash_name, ring.slots)
+            stored = (shard_map.vnodes, shard_map.hash_name, shard_map.slots)
+            if given != stored:
                 raise ValueError(
-                    f"ring has vnodes={ring.vnodes}, hash={ring.hash_name!r} but the "
-                    f"shard map in {directory} has vnodes={shard_map.vnodes}, "
-                    f"hash={shard_map.hash_name!r}"
+                    f"ring has vnodes={ring.vnodes}, hash={ring.hash_name!r}, "
+                    f"slots={ring.slots} but the shard map in {directory} has "
+                    f"vnodes={shard_map.vnodes}, hash={shard_map.hash_name!r}, "
+                    f"slots={shard_map.slots}"
                 )
             if ring.nodes != shard_map.rings[0].nodes:
                 raise ValueError(
@@ -320,7 +327,11 @@ class ShardedStore(Store):
             )
         ]
         shard_map = ShardMap(
-            template.vnodes, template.hash_name, entries, sorted(self._released)
+            template.vnodes,
+            template.hash_name,
+            template.slots,
+            entries,
+            sorted(self._released),
         )
         write_shard_map(self._fs, self.path, shard_map)
 
@@ -672,6 +683,7 @@ class ShardedStore(Store):
                 "nodes": routing.newest.nodes,
                 "vnodes": routing.newest.vnodes,
                 "hash": routing.newest.hash_name,
+                "slots": routing.newest.slots,
                 "version": routing.versions[0],
                 "rings_in_effect": len(routing.rings),
             },
