@@ -1,9 +1,16 @@
-"""Build the optional C extension ``storekit._cframing``; metadata is in pyproject.toml.
+"""Build the optional C extensions of storekit; metadata is in pyproject.toml.
 
-The extension is a cffi module in out-of-line API mode, compiled from the
-sources in csrc/. Without a working C compiler (or without cffi) the build
-logs a warning and installs the pure-Python package, whose
-``storekit.backend`` is then ``"python"``.
+- ``storekit._cframing``, the record framing, is a cffi module in
+  out-of-line API mode compiled from csrc/framing.c and csrc/xxh32.c.
+  Without it ``storekit.backend`` is ``"python"``.
+- ``storekit._chitpath``, the hit path of ``LRUCache.get`` and
+  ``TTLCache.get``, is a CPython C-API module compiled from
+  csrc/hitpath.c. It is built on CPython only. Without it
+  ``storekit.cache.lru.HITPATH`` is ``"python"``.
+
+Each extension is optional: when one fails to build (no C compiler, no
+Python headers, no cffi), the build logs a warning and installs the package
+without it, and storekit uses the pure-Python implementation instead.
 
 Development build into the source tree: ``python setup.py build_ext --inplace``.
 """
@@ -11,6 +18,7 @@ Development build into the source tree: ``python setup.py build_ext --inplace``.
 from __future__ import annotations
 
 import os
+import platform
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -25,6 +33,9 @@ from setuptools.errors import (
 MODULE_NAME = "storekit._cframing"
 C_SOURCES = ["csrc/framing.c", "csrc/xxh32.c"]
 INCLUDE_DIRS = ["csrc"]
+
+HITPATH_MODULE_NAME = "storekit._chitpath"
+HITPATH_SOURCES = ["csrc/hitpath.c"]
 
 # Declarations from csrc/framing.h and csrc/xxh32.h that Python calls. cffi's
 # cdef cannot read the headers themselves, because they use the preprocessor.
@@ -83,7 +94,7 @@ def make_ffi():
 
 
 class OptionalBuildExt(build_ext):
-    """Build the cffi module if possible; warn and carry on if not."""
+    """Build each C extension if possible; warn and carry on without it if not."""
 
     def initialize_options(self) -> None:
         super().initialize_options()
@@ -92,11 +103,15 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             self._add_cffi_source()
-            super().run()
         except ImportError as error:
-            self._warn_skipped(f"cffi is not importable ({error})")
+            # Build the other extensions without the cffi one.
+            self._warn_skipped(MODULE_NAME, f"cffi is not importable ({error})")
+            self.extensions = [e for e in self.extensions if e.name != MODULE_NAME]
+        try:
+            super().run()
         except BUILD_ERRORS as error:
-            self._warn_skipped(str(error))
+            for ext in self.extensions:
+                self._warn_skipped(ext.name, str(error))
 
     def build_extension(self, ext: Extension) -> None:
         if self.compiler.compiler_type == "unix":  # GCC, Clang and compatibles
@@ -105,7 +120,7 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except BUILD_ERRORS as error:
             self._failed.add(ext.name)
-            self._warn_skipped(str(error))
+            self._warn_skipped(ext.name, str(error))
 
     def copy_extensions_to_source(self) -> None:
         # An --inplace build copies each built module into the source tree.
@@ -126,19 +141,38 @@ class OptionalBuildExt(build_ext):
                 make_ffi().emit_c_code(generated)
                 ext.sources.insert(0, generated)
 
-    def _warn_skipped(self, cause: str) -> None:
+    def _warn_skipped(self, name: str, cause: str) -> None:
+        if name == HITPATH_MODULE_NAME:
+            fallback = (
+                "LRUCache and TTLCache use their pure-Python get "
+                '(storekit.cache.lru.HITPATH == "python")'
+            )
+        else:
+            fallback = (
+                "uses the pure-Python implementation of the record framing "
+                '(storekit.backend == "python")'
+            )
         self.warn(
-            f"building the C extension {MODULE_NAME} failed: {cause.rstrip('.')}. "
-            "storekit is installed without it and uses the pure-Python "
-            'implementation (storekit.backend == "python"). Install a C '
+            f"building the C extension {name} failed: {cause.rstrip('.')}. "
+            f"storekit is installed without it and {fallback}. Install a C "
             "compiler and the Python headers, then reinstall, to use the "
             "faster C implementation."
         )
 
 
-setup(
-    ext_modules=[
+def extensions() -> list[Extension]:
+    """Return the C extensions to build on this Python implementation."""
+    result = [
         Extension(MODULE_NAME, sources=list(C_SOURCES), include_dirs=INCLUDE_DIRS)
-    ],
+    ]
+    # The hit path uses the CPython C API, which PyPy emulates slowly or not
+    # at all; other implementations use the pure-Python get.
+    if platform.python_implementation() == "CPython":
+        result.append(Extension(HITPATH_MODULE_NAME, sources=list(HITPATH_SOURCES)))
+    return result
+
+
+setup(
+    ext_modules=extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
 )

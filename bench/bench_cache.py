@@ -15,7 +15,9 @@ their internal lock, and cachetools and cachebox as they are. cachetools is
 not thread-safe, so the ``+lock`` rows add the lock that its documentation
 requires when threads share a cache. A result is the best nanoseconds per request over
 ``--repeat`` rounds; rounds interleave the contenders so that a busy machine
-slows them all alike.
+slows them all alike. The first line of the output names the hit path of
+storekit's ``LRUCache.get`` and ``TTLCache.get``: ``c`` when the extension
+``storekit._chitpath`` is built, ``python`` otherwise.
 
 Run: ``python bench/bench_cache.py`` (``pip install cachetools cachebox``
 for the peers; missing peers are skipped).
@@ -41,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storekit.cache import LRUCache, S3FIFOCache, TTLCache, memoize  # noqa: E402
+from storekit.cache.lru import HITPATH  # noqa: E402
 
 TTL_SECONDS = 3600.0
 
@@ -273,7 +276,9 @@ def main() -> None:
     if args.json:
         print(
             json.dumps(
-                {"args": vars(args), "results": results}, indent=2, sort_keys=True
+                {"args": vars(args), "hitpath": HITPATH, "results": results},
+                indent=2,
+                sort_keys=True,
             )
         )
         return
@@ -282,7 +287,7 @@ def main() -> None:
         f"Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average {load:.1f} at start; "
         f"capacity {args.capacity}, zipf {args.exponent}, best of {args.repeat} rounds "
-        f"of {args.requests} requests"
+        f"of {args.requests} requests; LRUCache/TTLCache get hit path in {HITPATH}"
     )
     for operation, rows in results.items():
         print(f"\n{operation}")

@@ -11,10 +11,14 @@ import os
 
 from . import _framing_py
 
+#: True when STOREKIT_PUREPYTHON is set to a non-empty value other than
+#: ``0``. The framing and the cache hit path then use their pure-Python code.
+PURE_PYTHON = os.environ.get("STOREKIT_PUREPYTHON", "") not in ("", "0")
+
 framing = _framing_py
 backend = "python"
 
-if os.environ.get("STOREKIT_PUREPYTHON", "") in ("", "0"):
+if not PURE_PYTHON:
     try:
         from . import _framing_c
     except ImportError:

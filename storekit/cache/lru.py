@@ -1,4 +1,13 @@
-"""LRUCache and TTLCache: least-recently-used eviction with optional expiry."""
+"""LRUCache and TTLCache: least-recently-used eviction with optional expiry.
+
+The hit path of ``get`` runs in C when the extension ``storekit._chitpath``
+(csrc/hitpath.c) is built, and otherwise in the Python closures
+``_make_plain_get`` and ``_make_paired_get``. Both perform the same steps on
+the same structures and give identical results, exceptions and stats.
+:data:`HITPATH` names the one in use. ``STOREKIT_PUREPYTHON=1`` selects the
+Python closures, and a free-threaded build running without the GIL uses the
+locked ``_get_locked`` instead of either.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,31 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .._backend import PURE_PYTHON
 from ._base import GIL_DISABLED, MISSING, CacheBase
 
-__all__ = ["LRUCache", "TTLCache"]
+__all__ = ["HITPATH", "LRUCache", "TTLCache"]
+
+
+def _load_c_hitpath() -> type | None:
+    """Return the C ``HitPath`` type, or None when the Python closures are used."""
+    # Without the GIL the locked get is used, and importing a module that does
+    # not declare free-threading support would enable the GIL for the process.
+    if PURE_PYTHON or GIL_DISABLED:
+        return None
+    try:
+        from .._chitpath import HitPath
+    except ImportError:
+        return None
+    return HitPath
+
+
+_HitPath = _load_c_hitpath()
+
+#: ``"c"`` when the hit path of ``get`` runs in ``storekit._chitpath``,
+#: ``"python"`` when it runs in Python closures or, without the GIL, under
+#: the cache's lock.
+HITPATH = "python" if _HitPath is None else "c"
 
 
 class LRUCache(CacheBase):
@@ -85,10 +116,13 @@ class LRUCache(CacheBase):
         self._paired = self._ttl is not None
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
         self._move_to_end = self._data.move_to_end
-        # get() is the hot path, so each instance gets a closure version of it
-        # that reads its structures from closure cells instead of attributes.
+        # get() is the hot path, so each instance gets its own version of it
+        # with direct references to its structures. That is the C HitPath
+        # when it is built, else a closure that reads them from closure cells.
         if GIL_DISABLED:
             self.get = self._get_locked  # type: ignore[method-assign]
+        elif _HitPath is not None:
+            self.get = self._make_c_get()  # type: ignore[method-assign]
         elif self._paired:
             self.get = self._make_paired_get()  # type: ignore[method-assign]
         else:
@@ -96,9 +130,24 @@ class LRUCache(CacheBase):
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """Return the live value of ``key`` and mark it most recent, or ``default``."""
-        # Each instance replaces this method with a closure from
-        # _make_paired_get or _make_plain_get; this is the locked equivalent.
+        # Each instance replaces this method with _make_c_get, _make_paired_get
+        # or _make_plain_get; this is the locked equivalent.
         return self._get_locked(key, default)
+
+    def _make_c_get(self) -> Callable[..., Any]:
+        """Return the C version of the closures below, on the same structures."""
+        assert _HitPath is not None
+        return _HitPath(
+            self._data,
+            self._move_to_end,
+            self._clock,
+            self._hit_counter,
+            self._miss_counter,
+            self._get_locked,
+            None if self._paired else self._deadlines,
+            self._paired,
+            f"{type(self).__qualname__}.get",
+        )
 
     def _make_paired_get(self) -> Callable[..., Any]:
         data = self._data
