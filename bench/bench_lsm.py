@@ -19,6 +19,18 @@ same block cache (``--cache-mib``, default 32: storekit
 ``memtable_bytes``, plyvel ``write_buffer_size``), and both run the same
 keys in the same order.
 
+Further peers run in the same process when they are installed, each with
+the same block size, cache and write buffer where it has such a setting
+and no fsync per write: RocksDB (rocksdict, raw mode, 10-bit bloom
+filters), LMDB (``sync=False``, one transaction per operation), SQLite
+(stdlib ``sqlite3``, a ``WITHOUT ROWID`` table, WAL journal,
+``synchronous=OFF``, autocommit) and diskcache (SQLite underneath,
+``sqlite_synchronous=0``, no eviction). Their columns give ops/s. LMDB
+and SQLite are B-trees and diskcache is a cache, so they show the
+trade-off of another design, not a like-for-like LSM comparison.
+diskcache has no ordered scan, so its scan column stays empty.
+``--peers`` picks the peers.
+
 ``--profile WORKLOAD`` runs that workload on storekit under cProfile and
 prints the top entries by own time.
 """
@@ -28,12 +40,14 @@ from __future__ import annotations
 import argparse
 import bisect
 import cProfile
+import importlib.metadata
 import itertools
 import json
 import os
 import pstats
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -49,6 +63,18 @@ try:
     import plyvel
 except ImportError:  # the comparison columns stay empty
     plyvel = None
+try:
+    import rocksdict
+except ImportError:
+    rocksdict = None
+try:
+    import lmdb
+except ImportError:
+    lmdb = None
+try:
+    import diskcache
+except ImportError:
+    diskcache = None
 
 KEY_BYTES = 16
 VALUE_BYTES = 100
@@ -223,6 +249,250 @@ class LevelDBEngine:
         return {}
 
 
+class RocksDBEngine:
+    name = "rocksdb"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = None
+
+    def open(self) -> None:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(rocksdict.Cache(cache_bytes))
+        table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
+        table.set_block_size(BLOCK_SIZE)
+        options.set_block_based_table_factory(table)
+        self.db = rocksdict.Rdict(self.path, options)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    def get(self, key: bytes):
+        return self.db.get(key)
+
+    def delete(self, key: bytes) -> None:
+        self.db.delete(key)
+
+    def write_batch(self, pairs) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in pairs:
+            batch.put(key, value)
+        self.db.write(batch)
+
+    def scan(self, start: bytes, count: int) -> int:
+        iterator = self.db.iter()
+        iterator.seek(start)
+        read = 0
+        while read < count and iterator.valid():
+            iterator.key()
+            iterator.value()
+            iterator.next()
+            read += 1
+        del iterator
+        return read
+
+    def flush_and_reopen(self) -> None:
+        self.db.flush()
+        self.db.close()
+        self.open()
+
+    def compact(self) -> None:
+        self.db.compact_range(None, None)
+
+    def background_state(self) -> object:
+        return self.db.property_value("rocksdb.levelstats")
+
+    def stats(self) -> dict:
+        return {}
+
+
+class LMDBEngine:
+    name = "lmdb"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.env = None
+
+    def open(self) -> None:
+        # sync=False and metasync=False: commits reach the operating system
+        # but are not fsynced, like the other stores here.
+        self.env = lmdb.open(
+            self.path, map_size=1 << 34, sync=False, metasync=False, readahead=False
+        )
+
+    def close(self) -> None:
+        self.env.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.put(key, value)
+
+    def get(self, key: bytes):
+        with self.env.begin() as txn:
+            return txn.get(key)
+
+    def delete(self, key: bytes) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.delete(key)
+
+    def write_batch(self, pairs) -> None:
+        with self.env.begin(write=True) as txn:
+            for key, value in pairs:
+                txn.put(key, value)
+
+    def scan(self, start: bytes, count: int) -> int:
+        read = 0
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(start):
+                for _ in itertools.islice(cursor, count):
+                    read += 1
+        return read
+
+    def flush_and_reopen(self) -> None:
+        self.env.close()
+        self.open()
+
+    def compact(self) -> None:
+        pass
+
+    def background_state(self) -> object:
+        return None
+
+    def stats(self) -> dict:
+        return {}
+
+
+class SQLiteEngine:
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = None
+
+    def open(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        self.db = sqlite3.connect(
+            os.path.join(self.path, "kv.sqlite"), isolation_level=None
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute(f"PRAGMA cache_size=-{cache_bytes >> 10}")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    def get(self, key: bytes):
+        row = self.db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def delete(self, key: bytes) -> None:
+        self.db.execute("DELETE FROM kv WHERE k = ?", (key,))
+
+    def write_batch(self, pairs) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", pairs)
+        self.db.execute("COMMIT")
+
+    def scan(self, start: bytes, count: int) -> int:
+        rows = self.db.execute(
+            "SELECT k, v FROM kv WHERE k >= ? ORDER BY k LIMIT ?", (start, count)
+        )
+        return sum(1 for _ in rows)
+
+    def flush_and_reopen(self) -> None:
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+        self.open()
+
+    def compact(self) -> None:
+        pass
+
+    def background_state(self) -> object:
+        return None
+
+    def stats(self) -> dict:
+        return {}
+
+
+class DiskcacheEngine:
+    name = "diskcache"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.cache = None
+
+    def open(self) -> None:
+        self.cache = diskcache.Cache(
+            self.path,
+            size_limit=1 << 40,
+            eviction_policy="none",
+            sqlite_synchronous=0,
+            sqlite_cache_size=cache_bytes >> 12,
+        )
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.cache.set(key, value)
+
+    def get(self, key: bytes):
+        return self.cache.get(key)
+
+    def delete(self, key: bytes) -> None:
+        self.cache.delete(key)
+
+    def write_batch(self, pairs) -> None:
+        with self.cache.transact():
+            for key, value in pairs:
+                self.cache.set(key, value)
+
+    def scan(self, start: bytes, count: int) -> int:
+        raise NotImplementedError("diskcache has no ordered scan")
+
+    def flush_and_reopen(self) -> None:
+        self.cache.close()
+        self.open()
+
+    def compact(self) -> None:
+        pass
+
+    def background_state(self) -> object:
+        return None
+
+    def stats(self) -> dict:
+        return {}
+
+
+#: Peers besides LevelDB: name -> (engine class, module or None if missing).
+OTHER_PEERS = {
+    "rocksdb": (RocksDBEngine, rocksdict),
+    "lmdb": (LMDBEngine, lmdb),
+    "sqlite": (SQLiteEngine, sqlite3),
+    "diskcache": (DiskcacheEngine, diskcache),
+}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 # -- workloads -----------------------------------------------------------------
 
 
@@ -385,6 +655,12 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=1, help="seed of the data (default 1)"
     )
     parser.add_argument(
+        "--peers",
+        default=",".join(OTHER_PEERS),
+        help="comma-separated peers besides LevelDB to run when installed "
+        f"(default: {','.join(OTHER_PEERS)}; empty for none)",
+    )
+    parser.add_argument(
         "--cache-mib",
         type=int,
         default=32,
@@ -403,11 +679,25 @@ def main(argv: list[str] | None = None) -> int:
     engines: list[Callable] = [StorekitEngine]
     if plyvel is not None:
         engines.append(LevelDBEngine)
+    peers = []
+    for name in filter(None, args.peers.split(",")):
+        if name not in OTHER_PEERS:
+            parser.error(f"unknown peer {name!r}; choose from {', '.join(OTHER_PEERS)}")
+        engine_class, module = OTHER_PEERS[name]
+        if module is None:
+            print(f"{name} is not installed; its column is skipped", file=sys.stderr)
+            continue
+        engines.append(engine_class)
+        peers.append(name)
     print(
         f"N={args.n}, {KEY_BYTES}-byte keys, {VALUE_BYTES}-byte values, "
         f"storekit backend {storekit.backend}, "
         f"plyvel {getattr(plyvel, '__version__', 'not installed')} "
         f"(LevelDB {getattr(plyvel, '__leveldb_version__', '-')}), Python {sys.version.split()[0]}"
+    )
+    print(
+        f"rocksdict {_version('rocksdict')}, lmdb {_version('lmdb')}, "
+        f"SQLite {sqlite3.sqlite_version}, diskcache {_version('diskcache')}"
     )
     print(
         f"both stores: block cache {args.cache_mib} MiB, {BLOCK_SIZE}-byte blocks, "
@@ -419,25 +709,35 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'workload':<14}{'storekit ops/s':>16}{'leveldb ops/s':>16}{'ratio':>8}"
         f"{'ratio by CPU time':>19}"
+        + "".join(f"{name + ' ops/s':>18}" for name in peers)
     )
     results = {}
     for workload in args.workloads.split(","):
-        row = {
-            engine.name: measure(engine, workload, data, False) for engine in engines
-        }
+        row = {}
+        for engine in engines:
+            try:
+                row[engine.name] = measure(engine, workload, data, False)
+            except NotImplementedError:
+                continue
         results[workload] = row
         ours = row["storekit"]
         theirs = row.get("leveldb")
+        peer_text = "".join(
+            f"{row[name]['ops_per_second']:18,.0f}" if name in row else f"{'-':>18}"
+            for name in peers
+        )
         if theirs is None:
             print(
                 f"{workload:<14}{ours['ops_per_second']:16,.0f}{'-':>16}{'-':>8}{'-':>19}"
+                + peer_text
             )
             continue
         ratio = ours["ops_per_second"] / theirs["ops_per_second"]
         cpu_ratio = ours["ops_per_cpu_second"] / theirs["ops_per_cpu_second"]
         print(
             f"{workload:<14}{ours['ops_per_second']:16,.0f}"
-            f"{theirs['ops_per_second']:16,.0f}{ratio:8.2f}{cpu_ratio:19.2f}",
+            f"{theirs['ops_per_second']:16,.0f}{ratio:8.2f}{cpu_ratio:19.2f}"
+            + peer_text,
             flush=True,
         )
     space = space_amplification(data)
