@@ -6,6 +6,9 @@
  * the same results, as the Python closures _make_plain_get and
  * _make_paired_get in that file:
  *
+ *   0. a key that is not a str, bytes, int or float, or a tuple of those
+ *      and None, goes to ``slow_path(key, default)`` (see
+ *      is_lock_free_key);
  *   1. ``data[key]`` on the cache's OrderedDict (in paired mode the stored
  *      value is a ``(value, deadline)`` tuple and is unpacked);
  *   2. ``move_to_end(key)``; a KeyError from step 1 or 2 counts a miss and
@@ -15,8 +18,8 @@
  *   4. otherwise it counts a hit and returns the value.
  *
  * Hits and misses are counted by advancing two itertools.count objects.
- * No lock is taken: every step is a call into C code that is atomic under
- * the GIL, as in the Python version. The module does not declare support
+ * For those keys no lock is taken: every step is a call into C code that
+ * runs no Python code and is atomic under the GIL, as in the Python version. The module does not declare support
  * for running without the GIL, so a free-threaded CPython enables the GIL
  * when it imports this module, unless PYTHON_GIL=0 keeps it disabled.
  * storekit imports the module only when the GIL is enabled.
@@ -50,6 +53,9 @@
 
 /* time.monotonic, for the identity check in HitPath.__new__. */
 static PyObject *monotonic_function = NULL;
+/* True when monotonic_function is the time module's own C function, and
+ * not a replacement (a mock or freezegun) installed before this import. */
+static int monotonic_is_builtin = 0;
 
 #if SK_C_MONOTONIC
 /*
@@ -431,6 +437,37 @@ bind_arguments(HitPathObject *self, PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
+/*
+ * Return 1 if hashing and comparing key runs no Python code: an exact str,
+ * bytes, int or float, or a tuple of those and None. Only such keys take
+ * the lock-free path. A key with a Python __eq__ or __hash__ could let
+ * another thread change the OrderedDict in the middle of move_to_end, and
+ * CPython's OrderedDict then reads freed memory (python/cpython issue 142637), so
+ * every other key goes to the locked slow path.
+ */
+static int
+is_lock_free_key(PyObject *key)
+{
+    PyTypeObject *type = Py_TYPE(key);
+    if (type == &PyUnicode_Type || type == &PyBytes_Type ||
+        type == &PyLong_Type || type == &PyFloat_Type) {
+        return 1;
+    }
+    if (type != &PyTuple_Type) {
+        return 0;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(key);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyTypeObject *item = Py_TYPE(PyTuple_GET_ITEM(key, i));
+        if (item != &PyUnicode_Type && item != &PyBytes_Type &&
+            item != &PyLong_Type && item != &PyFloat_Type &&
+            item != Py_TYPE(Py_None)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 hitpath_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                    PyObject *kwnames)
@@ -456,6 +493,9 @@ hitpath_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         PyErr_SetString(PyExc_ReferenceError,
                         "the cache of this get method no longer exists");
         return NULL;
+    }
+    if (!is_lock_free_key(key)) {
+        return call_slow_path(self, key, default_value);
     }
     if (self->paired) {
         return get_paired(self, key, default_value);
@@ -542,7 +582,8 @@ hitpath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->deadlines = Py_NewRef(deadlines);
     self->qualname = Py_NewRef(qualname);
     self->paired = paired;
-    self->c_clock = SK_C_MONOTONIC && clock == monotonic_function;
+    self->c_clock =
+        SK_C_MONOTONIC && monotonic_is_builtin && clock == monotonic_function;
     self->vectorcall = hitpath_vectorcall;
     return (PyObject *)self;
 }
@@ -709,10 +750,14 @@ PyInit__chitpath(void)
             goto error;
         }
         monotonic_function = PyObject_GetAttrString(time_module, "monotonic");
-        Py_DECREF(time_module);
         if (monotonic_function == NULL) {
+            Py_DECREF(time_module);
             goto error;
         }
+        monotonic_is_builtin = PyCFunction_Check(monotonic_function) &&
+                               PyCFunction_GET_SELF(monotonic_function) ==
+                                   time_module;
+        Py_DECREF(time_module);
     }
     if (PyModule_AddObjectRef(module, "HitPath", (PyObject *)&HitPath_Type) <
         0) {

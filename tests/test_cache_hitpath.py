@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -367,9 +368,12 @@ def test_raising_key_matches(hitpath, default_ttl, probe):
     "probe, expected_result, expected_counters",
     [
         ("equal", ("ok", "value"), (1, 0)),
-        ("eq raises KeyError in move_to_end", ("ok", "default"), (0, 1)),
-        ("eq raises KeyError in lookup", ("ok", "default"), (0, 1)),
-        ("hash raises KeyError", ("ok", "default"), (0, 1)),
+        # Keys of a Python class take the locked get, where no concurrent
+        # change can remove the entry, so a KeyError from the key's own
+        # __eq__ or __hash__ propagates instead of counting as a miss.
+        ("eq raises KeyError in move_to_end", ("raised", KeyError, "'gone'"), (0, 0)),
+        ("eq raises KeyError in lookup", ("raised", KeyError, "'eq'"), (0, 0)),
+        ("hash raises KeyError", ("raised", KeyError, "'bad hash'"), (0, 0)),
         ("eq raises in lookup", ("raised", RuntimeError, "eq"), (0, 0)),
         ("eq raises KeyError in deadlines.get", ("raised", KeyError, "'eq'"), (0, 0)),
     ],
@@ -575,3 +579,89 @@ def test_ttl_cache_concurrent_get_put_delete(hitpath):
     stats = cache.stats()
     assert stats["hits"] + stats["misses"] == threads_count * iterations
     cache._check_invariants()
+
+
+@dataclass(frozen=True)
+class _FieldKey:
+    """A key whose __eq__ and __hash__ are Python code."""
+
+    name: str
+
+
+@pytest.mark.parametrize("path", ["python", "c"])
+@pytest.mark.parametrize("default_ttl", [None, 3.0], ids=["plain", "paired"])
+def test_python_class_keys_take_lock(hitpath, path, default_ttl):
+    py_cache, c_cache, _, _ = make_pair(ttl=default_ttl)
+    cache = c_cache if path == "c" else py_cache
+    cache.put("plain", 1)
+    cache.put(("t", 1, None), 2)
+    cache.put(_FieldKey("f"), 3)
+    results = {}
+
+    def read(label, key):
+        results[label] = cache.get(key)
+
+    with cache._lock:
+        # Lock-free keys are served while another thread holds the lock.
+        for label, key in (("str", "plain"), ("tuple", ("t", 1, None))):
+            reader = threading.Thread(target=read, args=(label, key))
+            reader.start()
+            reader.join(timeout=10)
+            assert not reader.is_alive()
+        blocked = threading.Thread(target=read, args=("field", _FieldKey("f")))
+        blocked.start()
+        blocked.join(timeout=0.2)
+        assert blocked.is_alive()
+        assert "field" not in results
+    blocked.join(timeout=10)
+    assert results == {"str": 1, "tuple": 2, "field": 3}
+    assert cache._counters() == (3, 0)
+
+
+_PATCHED_CLOCK_SCRIPT = """
+import time
+fake_now = [1000.0]
+time.monotonic = lambda: fake_now[0]  # as freezegun or mock.patch do
+from storekit.cache import TTLCache
+cache = TTLCache(ttl=5)
+cache.put("k", "v")
+fake_now[0] += 10
+print(getattr(cache.get, "c_clock", None), cache.get("k"), cache._counters())
+"""
+
+
+def test_patched_monotonic_is_called_not_read(tmp_path):
+    # A time.monotonic replaced before storekit is imported is the caches'
+    # default clock, so get must call it instead of reading the real clock.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(storekit.__file__).resolve().parents[1])
+    completed = subprocess.run(
+        [sys.executable, "-c", _PATCHED_CLOCK_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    c_clock, value, counters = completed.stdout.split(" ", 2)
+    assert c_clock in ("False", "None")
+    assert value == "None"
+    assert counters.strip() == "(0, 1)"
+
+
+@pytest.mark.parametrize("default_ttl", [None, 3.0], ids=["plain", "paired"])
+def test_subclass_get_override_is_used(default_ttl):
+    calls = []
+
+    class CountingCache(LRUCache):
+        def get(self, key, default=None):
+            calls.append(key)
+            return super().get(key, default)
+
+    cache = CountingCache(max_items=4, ttl=default_ttl)
+    cache.put("a", 1)
+    assert cache.get("a") == 1
+    assert cache.get("b", 0) == 0
+    assert calls == ["a", "b"]
+    assert cache._counters() == (1, 1)

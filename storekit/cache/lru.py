@@ -22,6 +22,24 @@ from ._base import GIL_DISABLED, MISSING, CacheBase
 
 __all__ = ["HITPATH", "LRUCache", "TTLCache"]
 
+# Key types whose hashing and equality run no Python code. get() takes the
+# lock-free path only for these and for tuples of these and None. A key with
+# a Python __eq__ or __hash__ could let another thread change the
+# OrderedDict in the middle of move_to_end, and CPython's OrderedDict then
+# reads freed memory (python/cpython issue 142637), so get() takes the lock for it.
+_LOCK_FREE_KEY_TYPES = frozenset({str, bytes, int, float})
+_LOCK_FREE_ITEM_TYPES = frozenset({str, bytes, int, float, type(None)})
+
+
+def _is_lock_free_key(key: object) -> bool:
+    """Return whether ``get`` may serve ``key`` without the lock."""
+    key_type = type(key)
+    if key_type in _LOCK_FREE_KEY_TYPES:
+        return True
+    if key_type is not tuple:
+        return False
+    return all(type(item) in _LOCK_FREE_ITEM_TYPES for item in key)  # type: ignore[attr-defined]
+
 
 def _load_c_hitpath() -> type | None:
     """Return the C ``HitPath`` type, or None when the Python closures are used."""
@@ -70,9 +88,12 @@ class LRUCache(CacheBase):
     ``stats()["callback_errors"]``, but never undoes the change.
 
     Thread-safety: every method may be called from any thread. Changes take
-    one lock. A ``get`` hit does not need it, because it relies on the
-    atomicity of C-implemented dict operations under the GIL, so it returns
-    an entry as it was either before or after a concurrent change. ``get``,
+    one lock. A ``get`` hit on a str, bytes, int or float key, or a tuple of
+    those and None, does not need it. It relies on the atomicity of
+    C-implemented dict operations under the GIL, so it returns an entry as
+    it was either before or after a concurrent change. ``get`` of any other
+    key takes the lock, because a Python ``__eq__`` or ``__hash__`` could
+    let another thread change the entries in the middle of the lookup. ``get``,
     ``put`` and ``delete`` are O(1), and ``put`` of an entry with a TTL is
     O(log n), for the expiry heap.
 
@@ -119,7 +140,9 @@ class LRUCache(CacheBase):
         # get() is the hot path, so each instance gets its own version of it
         # with direct references to its structures. That is the C HitPath
         # when it is built, else a closure that reads them from closure cells.
-        if GIL_DISABLED:
+        if type(self).get is not LRUCache.get:
+            pass  # a subclass's own get stays in place
+        elif GIL_DISABLED:
             self.get = self._get_locked  # type: ignore[method-assign]
         elif _HitPath is not None:
             self.get = self._make_c_get()  # type: ignore[method-assign]
@@ -157,12 +180,17 @@ class LRUCache(CacheBase):
         miss_counter = self._miss_counter
         get_locked = self._get_locked
         advance = next
+        lock_free_types = _LOCK_FREE_KEY_TYPES
+        is_lock_free = _is_lock_free_key
 
         def get(key: Hashable, default: Any = None) -> Any:
-            # No lock: a subscript, move_to_end and next() on an
-            # itertools.count are each atomic under the GIL. A KeyError
-            # means the key is missing, or a concurrent change removed it
-            # between the two calls, which is a miss after that change.
+            # No lock for the key types of _is_lock_free_key: a subscript,
+            # move_to_end and next() on an itertools.count are each atomic
+            # under the GIL. A KeyError means the key is missing, or a
+            # concurrent change removed it between the two calls, which is
+            # a miss after that change.
+            if type(key) not in lock_free_types and not is_lock_free(key):
+                return get_locked(key, default)
             try:
                 value, deadline = data[key]
                 move_to_end(key)
@@ -185,10 +213,14 @@ class LRUCache(CacheBase):
         miss_counter = self._miss_counter
         get_locked = self._get_locked
         advance = next
+        lock_free_types = _LOCK_FREE_KEY_TYPES
+        is_lock_free = _is_lock_free_key
 
         def get(key: Hashable, default: Any = None) -> Any:
             # The same lock-free steps as the paired version; a deadline
             # exists only for entries put with their own ttl.
+            if type(key) not in lock_free_types and not is_lock_free(key):
+                return get_locked(key, default)
             try:
                 value = data[key]
                 move_to_end(key)
