@@ -15,6 +15,7 @@ import math
 import random
 import subprocess
 import sys
+import threading
 
 import pytest
 import xxhash
@@ -446,6 +447,31 @@ def test_slot_losing_nodes_matches_key_moves():
     assert "c" in losing
     with pytest.raises(ValueError, match="same settings"):
         old.losing_nodes(HashRing(["a"], slots=None))
+
+
+def test_load_shares_during_ring_changes():
+    ring = HashRing(["a", "b", "c"], slots=1024)
+    stop = threading.Event()
+    errors = []
+
+    def change():
+        try:
+            while not stop.is_set():
+                ring.add("extra")
+                ring.remove("extra")
+        except Exception as exc:  # reported by the assert below
+            errors.append(exc)
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    try:
+        for _ in range(300):
+            shares = ring.load_shares()
+            assert abs(sum(shares.values()) - 1.0) < 1e-9
+    finally:
+        stop.set()
+        changer.join(timeout=30)
+    assert errors == []
 
 
 def test_ring_losing_nodes_names_only_sources():

@@ -489,8 +489,6 @@ def test_sharded_path_keeps_slots_and_rejects_other_settings(tmp_path):
 
 def test_sharded_reads_version_1_map_as_classic_ring(tmp_path):
     # A version 1 map has no "slots" key; its rings were classic rings.
-    from storekit._backend import framing
-
     path = tmp_path / "map"
     path.mkdir()
     document = {
@@ -499,9 +497,7 @@ def test_sharded_reads_version_1_map_as_classic_ring(tmp_path):
         "rings": [{"version": 1, "nodes": {"a": 1, "b": 1}, "change": None}],
         "released": [],
     }
-    header = b"SKSHARDS" + (1).to_bytes(4, "little")
-    payload = json.dumps(document).encode()
-    (path / "SHARDS").write_bytes(header + framing.frame(payload, len(header)))
+    _write_map(path, 1, document)
     db = ShardedStore(memory_shards("ab"), path=str(path))
     assert db.ring.slots is None
     classic = HashRing(["a", "b"], slots=None)
@@ -516,6 +512,53 @@ def test_sharded_reads_version_1_map_as_classic_ring(tmp_path):
     assert reopened.ring.slots is None
     assert reopened.ring.nodes == {"a": 1, "b": 1, "c": 1}
     reopened.close()
+
+
+def _write_map(path: Path, version: int, document: dict) -> None:
+    from storekit._backend import framing
+
+    header = b"SKSHARDS" + version.to_bytes(4, "little")
+    payload = json.dumps(document).encode()
+    (path / "SHARDS").write_bytes(header + framing.frame(payload, len(header)))
+
+
+def test_sharded_map_version_flip_raises(tmp_path):
+    path = tmp_path / "map"
+    ShardedStore(memory_shards("ab"), path=str(path)).close()
+    data = bytearray((path / "SHARDS").read_bytes())
+    assert data[8] == 2
+    data[8] = 1  # the header is outside the checksummed record
+    (path / "SHARDS").write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match="SHARDS") as caught:
+        ShardedStore(memory_shards("ab"), path=str(path))
+    assert caught.value.path.endswith("SHARDS")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"slots": 3},
+        {"hash": "ketama", "slots": 256},
+        {"vnodes": 0},
+        {"hash": "bogus", "slots": None},
+        {"rings": [{"version": 1, "nodes": {"a": 0, "b": 1}, "change": None}]},
+    ],
+    ids=["slots", "ketama-slots", "vnodes", "hash", "weight"],
+)
+def test_sharded_map_invalid_settings_raise(tmp_path, change):
+    path = tmp_path / "map"
+    path.mkdir()
+    document = {
+        "vnodes": 160,
+        "hash": "xxh3",
+        "slots": 1024,
+        "rings": [{"version": 1, "nodes": {"a": 1, "b": 1}, "change": None}],
+        "released": [],
+    }
+    _write_map(path, 2, {**document, **change})
+    with pytest.raises(CorruptionError, match="invalid ring settings") as caught:
+        ShardedStore(memory_shards("ab"), path=str(path))
+    assert caught.value.path.endswith("SHARDS")
 
 
 def test_sharded_custom_hash_needs_ring_on_reopen(tmp_path):

@@ -669,14 +669,19 @@ class HashRing:
         the space runs from 0 to 2**64 with xxh3 and 2**32 with ketama; a
         custom hash is assumed to cover 2**64.
         """
-        shares = dict.fromkeys(self._weights, 0.0)
+        # Shares are counted over the tables read here. A change in another
+        # thread updates self._weights before the tables, so its nodes only
+        # add zero entries, and a node missing from them raises no KeyError.
         if self._slots is not None:
             slot_owners = self._lookup[0] or []
+            counts = dict.fromkeys(list(self._weights), 0)
             for owner in slot_owners:
-                shares[owner] += 1.0
-            return {node: count / self._slots for node, count in shares.items()}
+                counts[owner] = counts.get(owner, 0) + 1
+            return {node: count / self._slots for node, count in counts.items()}
         space = 1 << 32 if self._hash_name == "ketama" else 1 << 64
         points, owners = self._table
+        shares = dict.fromkeys(list(self._weights), 0.0)
+        shares.update(dict.fromkeys(owners, 0.0))
         if not points:
             return shares
         previous = points[-1] - space

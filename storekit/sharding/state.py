@@ -143,6 +143,10 @@ def _decode(data: bytes, path: str) -> ShardMap:
             for item in document["rings"]
         ]
         released = [str(name) for name in document.get("released", [])]
+        if version == 1 and "slots" in document:
+            # Version 2 writes "slots"; a version 1 header on such a payload
+            # is a damaged header, and reading it would misroute keys.
+            raise ValueError("a version 1 map has no slots key")
         slots = None if version == 1 else document["slots"]
         if slots is not None and (
             isinstance(slots, bool) or not isinstance(slots, int)

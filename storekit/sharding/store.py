@@ -43,7 +43,13 @@ from .coordinator import CoordinatorLog, Plan
 from .move import Move, Mover, _close
 from .ring import HashRing
 from .routing import Routing, apply_plan, plan_ops
-from .state import RingEntry, ShardMap, read_shard_map, write_shard_map
+from .state import (
+    SHARD_MAP_FILE,
+    RingEntry,
+    ShardMap,
+    read_shard_map,
+    write_shard_map,
+)
 
 __all__ = ["ShardedStore"]
 
@@ -68,6 +74,10 @@ def _is_empty(store: Store) -> bool:
         return next(iter(iterator), _MISSING) is _MISSING
     finally:
         _close(iterator)
+
+
+class _InvalidMap(Exception):
+    """Ring settings or weights in a shard map that HashRing rejects."""
 
 
 class ShardedStore(Store):
@@ -273,17 +283,35 @@ class ShardedStore(Store):
     def _routing_from_map(
         shard_map: ShardMap, ring: HashRing | None, directory: str
     ) -> Routing:
+        try:
+            return ShardedStore._build_routing(shard_map, ring, directory)
+        except _InvalidMap as exc:
+            path = posixpath.join(directory, SHARD_MAP_FILE)
+            raise CorruptionError(
+                f"shard map {path} passed its checksum but holds invalid ring "
+                f"settings: {exc.__cause__}",
+                path=path,
+                offset=12,
+            ) from None
+
+    @staticmethod
+    def _build_routing(
+        shard_map: ShardMap, ring: HashRing | None, directory: str
+    ) -> Routing:
         if ring is None:
             if shard_map.hash_name == "custom":
                 raise ValueError(
                     f"the shard map in {directory} uses a custom hash function; "
                     "pass ring=HashRing(..., hash=that function)"
                 )
-            base = HashRing(
-                vnodes=shard_map.vnodes,
-                hash=shard_map.hash_name,
-                slots=shard_map.slots,
-            )
+            try:
+                base = HashRing(
+                    vnodes=shard_map.vnodes,
+                    hash=shard_map.hash_name,
+                    slots=shard_map.slots,
+                )
+            except (TypeError, ValueError) as exc:
+                raise _InvalidMap from exc
         else:
             given = (ring.vnodes, ring.hash_name, ring.slots)
             stored = (shard_map.vnodes, shard_map.hash_name, shard_map.slots)
@@ -300,7 +328,10 @@ class ShardedStore(Store):
                     f"({shard_map.rings[0].nodes}); pass ring=None to use the map"
                 )
             base = ring
-        rings = [base.copy(entry.nodes) for entry in shard_map.rings]
+        try:
+            rings = [base.copy(entry.nodes) for entry in shard_map.rings]
+        except (TypeError, ValueError) as exc:
+            raise _InvalidMap from exc
         versions = [entry.version for entry in shard_map.rings]
         changes = [
             None
