@@ -17,7 +17,8 @@
  *      returns ``slow_path(key, default)``, the cache's locked get;
  *   4. otherwise it counts a hit and returns the value.
  *
- * Hits and misses are counted by advancing two itertools.count objects.
+ * Hits are counted in the object's ``hits`` field, which the cache adds to
+ * its own count, and misses by advancing an itertools.count.
  * For those keys no lock is taken: every step is a call into C code that
  * runs no Python code and is atomic under the GIL, as in the Python version. The module does not declare support
  * for running without the GIL, so a free-threaded CPython enables the GIL
@@ -27,6 +28,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <structmember.h>
 
 #include <stddef.h>
 #include <time.h>
@@ -105,13 +108,13 @@ typedef struct {
     PyObject *data;         /* the cache's OrderedDict */
     PyObject *move_to_end;  /* data.move_to_end, bound */
     PyObject *clock;        /* callable returning the current time */
-    PyObject *hit_counter;  /* itertools.count advanced once per hit */
     PyObject *miss_counter; /* itertools.count advanced once per miss */
     PyObject *slow_path;    /* the locked get(key, default) */
     PyObject *deadlines;    /* plain mode: dict key -> deadline; else None */
     PyObject *qualname;     /* str, for error messages and repr */
     int paired;             /* stored values are (value, deadline) tuples */
     int c_clock;            /* clock is time.monotonic, read in C */
+    Py_ssize_t hits;        /* hits served here; the cache adds them up */
     vectorcallfunc vectorcall;
 } HitPathObject;
 
@@ -328,10 +331,7 @@ get_paired(HitPathObject *self, PyObject *key, PyObject *default_value)
         Py_DECREF(value);
         return expired > 0 ? call_slow_path(self, key, default_value) : NULL;
     }
-    if (advance(self->hit_counter) < 0) {
-        Py_DECREF(value);
-        return NULL;
-    }
+    self->hits++;
     return value;
 }
 
@@ -371,10 +371,7 @@ get_plain(HitPathObject *self, PyObject *key, PyObject *default_value)
             }
         }
     }
-    if (advance(self->hit_counter) < 0) {
-        Py_DECREF(value);
-        return NULL;
-    }
+    self->hits++;
     return value;
 }
 
@@ -531,15 +528,15 @@ static PyObject *
 hitpath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"data",         "move_to_end", "clock",
-                               "hit_counter",  "miss_counter", "slow_path",
+                               "miss_counter", "slow_path",
                                "deadlines",    "paired",       "qualname",
                                NULL};
-    PyObject *data, *move_to_end, *clock, *hit_counter, *miss_counter;
+    PyObject *data, *move_to_end, *clock, *miss_counter;
     PyObject *slow_path, *deadlines, *qualname;
     int paired;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOpU:HitPath",
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOpU:HitPath",
                                      keywords, &data, &move_to_end, &clock,
-                                     &hit_counter, &miss_counter, &slow_path,
+                                     &miss_counter, &slow_path,
                                      &deadlines, &paired, &qualname)) {
         return NULL;
     }
@@ -552,7 +549,6 @@ hitpath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (check_callable(move_to_end, "move_to_end") < 0 ||
         check_callable(clock, "clock") < 0 ||
         check_callable(slow_path, "slow_path") < 0 ||
-        check_iterator(hit_counter, "hit_counter") < 0 ||
         check_iterator(miss_counter, "miss_counter") < 0) {
         return NULL;
     }
@@ -576,7 +572,6 @@ hitpath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->data = Py_NewRef(data);
     self->move_to_end = Py_NewRef(move_to_end);
     self->clock = Py_NewRef(clock);
-    self->hit_counter = Py_NewRef(hit_counter);
     self->miss_counter = Py_NewRef(miss_counter);
     self->slow_path = Py_NewRef(slow_path);
     self->deadlines = Py_NewRef(deadlines);
@@ -594,7 +589,6 @@ hitpath_traverse(HitPathObject *self, visitproc visit, void *arg)
     Py_VISIT(self->data);
     Py_VISIT(self->move_to_end);
     Py_VISIT(self->clock);
-    Py_VISIT(self->hit_counter);
     Py_VISIT(self->miss_counter);
     Py_VISIT(self->slow_path);
     Py_VISIT(self->deadlines);
@@ -608,7 +602,6 @@ hitpath_clear(HitPathObject *self)
     Py_CLEAR(self->data);
     Py_CLEAR(self->move_to_end);
     Py_CLEAR(self->clock);
-    Py_CLEAR(self->hit_counter);
     Py_CLEAR(self->miss_counter);
     Py_CLEAR(self->slow_path);
     Py_CLEAR(self->deadlines);
@@ -661,6 +654,12 @@ hitpath_get_c_clock(HitPathObject *self, void *closure)
     return PyBool_FromLong(self->c_clock);
 }
 
+static PyMemberDef hitpath_members[] = {
+    {"hits", T_PYSSIZET, offsetof(HitPathObject, hits), READONLY,
+     "Hits this get has served."},
+    {NULL},
+};
+
 static PyGetSetDef hitpath_getset[] = {
     {"__name__", (getter)hitpath_get_name, NULL, "The name, 'get'.", NULL},
     {"__qualname__", (getter)hitpath_get_qualname, NULL,
@@ -673,7 +672,7 @@ static PyGetSetDef hitpath_getset[] = {
 };
 
 PyDoc_STRVAR(hitpath_doc,
-"HitPath(data, move_to_end, clock, hit_counter, miss_counter, slow_path,\n"
+"HitPath(data, move_to_end, clock, miss_counter, slow_path,\n"
 "        deadlines, paired, qualname)\n"
 "--\n"
 "\n"
@@ -681,7 +680,8 @@ PyDoc_STRVAR(hitpath_doc,
 "\n"
 "Return the live value of key and mark it most recent, or default.\n"
 "data is the cache's OrderedDict and move_to_end its bound method.\n"
-"Hits and misses advance the two itertools.count objects. An entry\n"
+"Hits add 1 to the read-only hits attribute, and misses advance\n"
+"miss_counter, an itertools.count. An entry\n"
 "whose deadline <= clock() is left to slow_path(key, default). With\n"
 "paired true the stored values are (value, deadline) tuples and\n"
 "deadlines is None; otherwise deadlines is the dict of per-entry\n"
@@ -701,6 +701,7 @@ static PyTypeObject HitPath_Type = {
     .tp_traverse = (traverseproc)hitpath_traverse,
     .tp_clear = (inquiry)hitpath_clear,
     .tp_getset = hitpath_getset,
+    .tp_members = hitpath_members,
     .tp_new = hitpath_new,
 };
 

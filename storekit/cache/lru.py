@@ -164,13 +164,20 @@ class LRUCache(CacheBase):
             self._data,
             self._move_to_end,
             self._clock,
-            self._hit_counter,
             self._miss_counter,
             self._get_locked,
             None if self._paired else self._deadlines,
             self._paired,
             f"{type(self).__qualname__}.get",
         )
+
+    def _counters(self) -> tuple[int, int]:
+        """Return (hits, misses) so far, with the hits the C get counted itself."""
+        hits, misses = super()._counters()
+        get = self.__dict__.get("get")
+        if _HitPath is not None and type(get) is _HitPath:
+            hits += get.hits
+        return hits, misses
 
     def _make_paired_get(self) -> Callable[..., Any]:
         data = self._data
