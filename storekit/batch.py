@@ -90,8 +90,16 @@ def _append_varint(out: bytearray, n: int) -> None:
 def encode_batch(ops: list[tuple[int, bytes, bytes | None]], sequence: int) -> bytes:
     """Encode operations whose first sequence number is ``sequence``."""
     out = bytearray(_HEADER.pack(sequence, len(ops)))
+    put_structs = _PUT_OPERATION
     for kind, key, value in ops:
-        if len(key) < 0x80:
+        key_size = len(key)
+        if kind == KIND_PUT and key_size < 0x80 and len(value) < 0x80:  # type: ignore[arg-type]
+            # The common small put: kind, key length, key and value length
+            # in one struct call.
+            out += put_structs[key_size].pack(KIND_PUT, key_size, key, len(value))  # type: ignore[arg-type]
+            out += value  # type: ignore[operator]
+            continue
+        if key_size < 0x80:
             out += bytes((kind, len(key)))
         else:
             out.append(kind)
@@ -106,21 +114,27 @@ def encode_batch(ops: list[tuple[int, bytes, bytes | None]], sequence: int) -> b
     return bytes(out)
 
 
+# _PUT_OPERATION[n]: kind, key length, the n-byte key and the value length
+# of a put in a batch, every length a one-byte varint, for n below 0x80.
+_PUT_OPERATION = [struct.Struct(f"<BB{size}sB") for size in range(0x80)]
+
 # Header of a one-operation batch: sequence, count 1, kind, and the key
 # length as a one-byte varint.
 _SINGLE_HEADER = struct.Struct("<QIBB")
 
 
+# _SINGLE_PUT[n]: the header of a one-put batch, its n-byte key and the
+# value length as a one-byte varint, for n below 0x80.
+_SINGLE_PUT = [struct.Struct(f"<QIBB{size}sB") for size in range(0x80)]
+
+
 def encode_put(key: bytes, value: bytes, sequence: int) -> bytes:
     """Encode a batch of one put; the same bytes as ``encode_batch`` gives."""
-    if len(key) < 0x80 and len(value) < 0x80:
-        return b"".join(
-            (
-                _SINGLE_HEADER.pack(sequence, 1, KIND_PUT, len(key)),
-                key,
-                bytes((len(value),)),
-                value,
-            )
+    key_size = len(key)
+    if key_size < 0x80 and len(value) < 0x80:
+        return (
+            _SINGLE_PUT[key_size].pack(sequence, 1, KIND_PUT, key_size, key, len(value))
+            + value
         )
     return encode_batch([(KIND_PUT, key, value)], sequence)
 

@@ -8,11 +8,14 @@ them, so a memtable without snapshots keeps exactly one version per key.
 
 The memtable does no locking: its owner serializes writes and holds the
 same lock around reads, so that a reader never sees a half-applied write.
+The one exception is the key order of a memtable that keeps tombstones
+(see ``_InsertOnlyMap``), which has its own lock.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import threading
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
 
 from sortedcontainers import SortedDict
@@ -27,6 +30,77 @@ ENTRY_OVERHEAD = 64
 ITERATION_CHUNK = 256
 
 
+#: Up to this many new keys are inserted one by one into the sorted keys;
+#: more are sorted in with one sort of the whole list.
+_INSORT_LIMIT = 64
+
+
+class _InsertOnlyMap(dict):
+    """A dict whose keys are never removed, with the keys in sorted order on demand.
+
+    The owner appends every new key to ``new_keys``. ``sorted_keys`` sorts
+    them into the sorted list when a reader needs the order, so a write
+    costs a dict insert and a list append instead of a sorted insert.
+    Sorting a sorted list with a short unsorted tail is a merge (Timsort),
+    which costs a copy of the list plus O(k log n) comparisons for k new
+    keys. The sort runs under ``_lock`` because frozen memtables are read
+    by several threads without the owner's lock.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new_keys: list[bytes] = []
+        self._sorted: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def sorted_keys(self) -> list[bytes]:
+        """Return every key in ascending order; the caller must not change the list."""
+        if self.new_keys:
+            with self._lock:
+                new_keys = self.new_keys
+                if len(new_keys) <= _INSORT_LIMIT:
+                    # A few keys, as when writes and scans alternate: one
+                    # binary search and one move each, where the sort below
+                    # would compare every key. Changing the list in place is
+                    # safe because a reader that holds it sliced it under the
+                    # owner's lock, which writers also hold, and a frozen
+                    # memtable gets no new keys after its first sort.
+                    sorted_keys = self._sorted
+                    for key in new_keys:
+                        insort(sorted_keys, key)
+                else:
+                    keys = self._sorted + new_keys
+                    keys.sort()
+                    self._sorted = keys
+                # Cleared in place: the owner keeps its bound append.
+                new_keys.clear()
+        return self._sorted
+
+    def keys_from(
+        self,
+        low: bytes | None,
+        high: bytes | None,
+        reverse: bool,
+        after: bytes | None,
+        limit: int,
+    ) -> list[bytes]:
+        """Return what ``Memtable.keys_from`` returns, as slices of the sorted keys."""
+        keys = self.sorted_keys()
+        if not reverse:
+            if after is not None:
+                start = bisect_right(keys, after)
+            else:
+                start = 0 if low is None else bisect_left(keys, low)
+            stop = len(keys) if high is None else bisect_left(keys, high)
+            return keys[start : min(stop, start + limit)]
+        start = 0 if low is None else bisect_left(keys, low)
+        if after is not None:
+            stop = bisect_left(keys, after)
+        else:
+            stop = len(keys) if high is None else bisect_left(keys, high)
+        return keys[max(start, stop - limit) : stop][::-1]
+
+
 class Memtable:
     """A sorted map from key to its versions."""
 
@@ -34,7 +108,15 @@ class Memtable:
         # An LSM memtable keeps tombstones because older tables may still
         # hold the key; a store with nothing below it can drop them.
         self._keep_tombstones = keep_tombstones
-        self._map: SortedDict = SortedDict()
+        # A memtable that keeps tombstones never removes a key, so its key
+        # order can be built lazily. The other kind deletes keys and keeps
+        # them sorted on every write.
+        self._map: SortedDict | _InsertOnlyMap = (
+            _InsertOnlyMap() if keep_tombstones else SortedDict()
+        )
+        self._note_new_key = (
+            self._map.new_keys.append if keep_tombstones else None  # type: ignore[union-attr]
+        )
         #: The version list of a key, or None: the map's own C-level get,
         #: for the engine's point lookups without a snapshot.
         self.versions_of = self._map.get
@@ -58,32 +140,46 @@ class Memtable:
         decides which old versions must be kept.
         """
         sequence = first_sequence - 1
-        versions_of = self._map.get
-        for kind, key, value in ops:
-            sequence += 1
-            if kind != KIND_PUT:
-                value = None
-            versions = versions_of(key)
-            if versions is None:
-                if value is None and not self._keep_tombstones:
+        # Locals, written back at the end: this loop runs once per operation.
+        mapping = self._map
+        versions_of = mapping.get
+        note_new_key = self._note_new_key
+        keep_tombstones = self._keep_tombstones
+        size = self.approximate_bytes
+        try:
+            for kind, key, value in ops:
+                sequence += 1
+                if kind != KIND_PUT:
+                    value = None
+                versions = versions_of(key)
+                if versions is None:
+                    if value is None and not keep_tombstones:
+                        continue
+                    mapping[key] = [(sequence, value)]
+                    if note_new_key is not None:
+                        note_new_key(key)
+                    size += len(key) + ENTRY_OVERHEAD
+                    if value is not None:
+                        size += len(value)
                     continue
-                self._map[key] = [(sequence, value)]
-                self.approximate_bytes += (
-                    len(key) + ENTRY_OVERHEAD + (len(value) if value is not None else 0)
-                )
-                continue
-            if not snapshots:
-                for _, old in versions:
-                    self.approximate_bytes -= len(old) if old is not None else 0
-                if value is None and not self._keep_tombstones:
-                    del self._map[key]
-                    self.approximate_bytes -= len(key) + ENTRY_OVERHEAD
-                    continue
-                versions[:] = [(sequence, value)]
-            else:
-                versions.append((sequence, value))
-                self._prune(versions, snapshots)
-            self.approximate_bytes += len(value) if value is not None else 0
+                if not snapshots:
+                    for _, old in versions:
+                        if old is not None:
+                            size -= len(old)
+                    if value is None and not keep_tombstones:
+                        del mapping[key]
+                        size -= len(key) + ENTRY_OVERHEAD
+                        continue
+                    versions[:] = [(sequence, value)]
+                else:
+                    versions.append((sequence, value))
+                    self.approximate_bytes = size
+                    self._prune(versions, snapshots)
+                    size = self.approximate_bytes
+                if value is not None:
+                    size += len(value)
+        finally:
+            self.approximate_bytes = size
         if self.first_sequence == 0:
             self.first_sequence = first_sequence
         if sequence >= first_sequence:
@@ -105,6 +201,8 @@ class Memtable:
         if versions is None:
             if value is not None or self._keep_tombstones:
                 self._map[key] = [(sequence, value)]
+                if self._note_new_key is not None:
+                    self._note_new_key(key)
                 self.approximate_bytes += (
                     len(key) + ENTRY_OVERHEAD + (len(value) if value is not None else 0)
                 )
@@ -163,13 +261,20 @@ class Memtable:
         return versions[index - 1]
 
     def keys_from(
-        self, low: bytes | None, high: bytes | None, reverse: bool, after: bytes | None
+        self,
+        low: bytes | None,
+        high: bytes | None,
+        reverse: bool,
+        after: bytes | None,
+        limit: int = ITERATION_CHUNK,
     ) -> list[bytes]:
-        """Return up to ITERATION_CHUNK keys in ``[low, high)`` past ``after``.
+        """Return up to ``limit`` keys in ``[low, high)`` past ``after``.
 
         ``after`` is the last key already returned (exclusive), so iteration
         can resume by key after the map changed between chunks.
         """
+        if isinstance(self._map, _InsertOnlyMap):
+            return self._map.keys_from(low, high, reverse, after, limit)
         if not reverse:
             if after is not None:
                 iterator = self._map.irange(after, high, inclusive=(False, False))
@@ -187,7 +292,7 @@ class Memtable:
         chunk = []
         for key in iterator:
             chunk.append(key)
-            if len(chunk) == ITERATION_CHUNK:
+            if len(chunk) == limit:
                 break
         return chunk
 
@@ -197,15 +302,21 @@ class Memtable:
         The caller must not write to the memtable while iterating; this is
         for frozen memtables that are being flushed.
         """
-        for key, versions in self._map.items():
-            sequence, value = versions[-1]
+        mapping = self._map
+        for key in self._ordered_keys():
+            sequence, value = mapping[key][-1]
             yield key, sequence, value
 
     def versions(self) -> Iterator[tuple[bytes, list[tuple[int, bytes | None]]]]:
         """Yield ``(key, versions)`` for every key of a frozen memtable."""
         # zip and map run in C; the items view of a SortedDict is a Python
         # generator.
+        keys = self._ordered_keys()
+        return zip(keys, map(self._map.__getitem__, keys), strict=True)
+
+    def _ordered_keys(self) -> Iterable[bytes]:
+        """Return the keys in ascending order."""
         mapping = self._map
-        return zip(
-            mapping.keys(), map(mapping.__getitem__, mapping.keys()), strict=True
-        )
+        if isinstance(mapping, _InsertOnlyMap):
+            return mapping.sorted_keys()
+        return mapping.keys()

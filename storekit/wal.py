@@ -32,6 +32,8 @@ import weakref
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import xxhash
+
 from ._backend import framing
 from .errors import ClosedError, CorruptionError, DurabilityError, OffsetError
 from .fs import File, FileSystem, default_fs
@@ -56,6 +58,12 @@ SEGMENT_SUFFIX = ".wal"
 
 _BLOCK = framing.BLOCK_SIZE
 _HEADER = framing.HEADER_SIZE
+# A fragment header is checksum u32, then length u16 and type u8. The
+# checksum is the xxh32 (seed 0) of the length, type and payload bytes.
+_CHECKSUM = struct.Struct("<I")
+_FULL_LENGTH_TYPE = struct.Struct("<HB")
+_FULL = framing.FULL
+_xxh32 = xxhash.xxh32_intdigest
 
 
 class Position(NamedTuple):
@@ -514,7 +522,16 @@ class WAL:
                 or self._fs.epoch != self._epoch
             ):
                 self._check_writable()
-            data = framing.frame(payload, self._size % _BLOCK)
+            block_offset = self._size % _BLOCK
+            length = len(payload)
+            if length + _HEADER <= _BLOCK - block_offset:
+                # The record fits in the current block as one FULL fragment,
+                # so the bytes framing.frame would return are built here,
+                # without its argument checks and foreign call.
+                body = _FULL_LENGTH_TYPE.pack(length, _FULL) + payload
+                data = _CHECKSUM.pack(_xxh32(body)) + body
+            else:
+                data = framing.frame(payload, block_offset)
             try:
                 self._file.append(data)  # type: ignore[union-attr]
             except BaseException as exc:

@@ -20,13 +20,23 @@ from storekit.cli import lsm_commands
 from storekit.errors import ClosedError, CorruptionError, DurabilityError
 from storekit.fs import OSFileSystem
 from storekit.lsm.block import (
+    ABSENT,
     BLOCK_TRAILER_SIZE,
+    CONTINUES,
     FOOTER_SIZE,
     FORMAT_VERSION,
+    KIND_DELETE,
+    KIND_PUT,
     MAGIC,
+    NOT_VISIBLE,
+    BlockBuilder,
+    BlockFormatError,
+    DataBlock,
+    decode_data_entries,
     shortest_separator,
 )
 from storekit.lsm.block_cache import BlockCache
+from storekit.lsm.bloom import BloomFilter, BloomFilterBuilder, key_hash
 from storekit.lsm.table import TableBuilder, TableInfo, TableReader, describe_table
 from storekit.testing import CrashFS
 
@@ -155,7 +165,12 @@ def check_round_trip(entries, options, probes, data):
         path = os.path.join(directory, "000007.sst")
         info = write_table(OS_FS, path, entries, **options)
         with TableReader(OS_FS, path, 7, block_cache=BlockCache(1 << 20)) as reader:
+            # First, while the cache is empty: the path that decodes blocks
+            # straight into entries.
+            assert list(reader.iterate(None, None, fill_cache=False)) == entries
             assert list(reader.iterate(None, None)) == entries
+            # Now from the cached blocks.
+            assert list(reader.iterate(None, None, fill_cache=False)) == entries
             assert list(reader.iterate(None, None, reverse=True)) == model_range(
                 entries, None, None, reverse=True
             )
@@ -641,6 +656,10 @@ def check_reads_never_wrong(path, entries, corrupt_offset):
                 list(reader.iterate(None, None, reverse))
             assert raised.value.offset == corrupt_offset
         with pytest.raises(CorruptionError) as raised:
+            list(reader.iterate(None, None, fill_cache=False))
+        assert raised.value.path == path
+        assert raised.value.offset == corrupt_offset
+        with pytest.raises(CorruptionError) as raised:
             reader.verify()
         assert raised.value.path == path
         assert raised.value.offset == corrupt_offset
@@ -735,11 +754,12 @@ def test_unchecked_corruption_raises_only_corruption(sample_table):
                     reader.get(key, LATEST)
                 except CorruptionError as exc:
                     assert exc.path == path
-            try:
-                for _ in reader.iterate(None, None):
+            for fill_cache in (True, False):
+                try:
+                    for _ in reader.iterate(None, None, fill_cache=fill_cache):
+                        pass
+                except CorruptionError:
                     pass
-            except CorruptionError:
-                pass
             with pytest.raises(CorruptionError):
                 reader.verify()
         restore(path, original)
@@ -1127,3 +1147,240 @@ def test_approximate_offset(tmp_path):
     assert 0 < middle < end
     assert end == data_end
     assert info.data_blocks == len(handles)
+
+
+# -- decoded data blocks ---------------------------------------------------------
+
+
+def encode_data_block(entries, restart_interval=16):
+    """Return the contents of one data block holding ``entries`` (key, sequence, value)."""
+    builder = BlockBuilder(restart_interval)
+    for key, sequence, value in entries:
+        kind = KIND_DELETE if value is None else KIND_PUT
+        builder.add(key, b"" if value is None else value, sequence << 8 | kind)
+    return builder.finish()
+
+
+def test_data_block_skips_misaligned_match():
+    # The suffixes "ab" and "ba" join to "abba", where "bb" matches at the
+    # odd offset 1, across two keys.
+    block = DataBlock(encode_data_block([(b"ab", 2, b"x"), (b"ba", 1, b"y")]))
+    assert block.find(b"bb", LATEST) == ABSENT
+    assert block.find(b"ba", LATEST) == (1, b"y")
+    assert block.find(b"ab", LATEST) == (2, b"x")
+    assert block.keys == [b"ab", b"ba"]
+
+
+def test_data_block_shared_prefix_lookups():
+    keys = [b"user:%08d" % number for number in range(0, 400, 7)]
+    entries = [(key, 5, key[::-1]) for key in keys]
+    block = DataBlock(encode_data_block(entries))
+    assert block.keys == keys
+    for index, key in enumerate(keys):
+        assert block.find(key, LATEST) == (5, key[::-1])
+        # Versions of the last key may continue in the next block.
+        hidden = CONTINUES if index == len(keys) - 1 else NOT_VISIBLE
+        assert block.find(key, 4) == hidden
+        assert block.key_at(index) == key
+        assert block.bisect(key) == index
+        assert block.bisect(key + b"\x00") == index + 1
+    assert block.key_at(-1) == keys[-1]
+    for missing in (b"user:00000001", b"user:9", b"user:", b"a", b"zzz", b""):
+        assert block.find(missing, LATEST) == ABSENT
+    assert block.bisect(b"a") == 0
+    assert block.bisect(b"user:") == 0
+    assert block.bisect(b"zzz") == len(keys)
+    assert block.entries(0, len(keys)) == entries
+
+
+def test_data_block_versions_and_continuation():
+    entries = [(b"k1", 9, b"new"), (b"k1", 4, None), (b"k2", 7, b"b"), (b"k2", 3, b"a")]
+    block = DataBlock(encode_data_block(entries))
+    assert block.find(b"k1", LATEST) == (9, b"new")
+    assert block.find(b"k1", 8) == (4, None)
+    assert block.find(b"k1", 3) == NOT_VISIBLE
+    assert block.find(b"k2", 5) == (3, b"a")
+    assert block.find(b"k2", 2) == CONTINUES
+    assert block.all_entries() == entries
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [b"a", b"bb", b"ccc"],  # lengths differ
+        [b"same", b"same", b"same"],  # one key, many versions
+        [b"", b"\x00"],  # an empty key
+    ],
+)
+def test_data_block_list_form_lookups(keys):
+    entries = [(key, 30 - index, b"v%d" % index) for index, key in enumerate(keys)]
+    block = DataBlock(encode_data_block(entries))
+    assert block.keys == keys
+    assert block.all_entries() == entries
+    assert block.find(keys[0], LATEST) == (30, b"v0")
+    assert block.find(b"zz", LATEST) == ABSENT
+    assert block.bisect(keys[-1]) == keys.index(keys[-1])
+
+
+def test_data_block_charge_includes_keys():
+    entries = [(b"%016d" % number, 1, bytes(100)) for number in range(30)]
+    contents = encode_data_block(entries)
+    block = DataBlock(contents)
+    assert block.contents_size == len(contents)
+    # One bytes object of suffixes instead of one object per key.
+    assert len(contents) < block.memory_size < 1.5 * len(contents)
+    varied = DataBlock(
+        encode_data_block([(b"%d" % number, 1, bytes(100)) for number in range(30)])
+    )
+    assert varied.memory_size > varied.contents_size + 30 * 33
+
+
+@settings(max_examples=100, deadline=None)
+@given(entries=table_entries(max_keys=40), restart_interval=st.integers(1, 16))
+def test_decode_data_entries_matches_data_block(entries, restart_interval):
+    contents = encode_data_block(entries, restart_interval)
+    assert decode_data_entries(contents) == DataBlock(contents).all_entries() == entries
+
+
+@pytest.mark.parametrize(
+    "tag, value, message",
+    [
+        (5 << 8 | 2, b"v", "has kind 2"),
+        (5 << 8 | KIND_DELETE, b"v", "tombstone"),
+    ],
+)
+def test_decode_data_entries_rejects_bad_entries(tag, value, message):
+    builder = BlockBuilder(16)
+    builder.add(b"key", value, tag)
+    contents = builder.finish()
+    with pytest.raises(BlockFormatError, match=message):
+        decode_data_entries(contents)
+    with pytest.raises(BlockFormatError, match=message):
+        DataBlock(contents)
+
+
+def test_decode_data_entries_rejects_truncated_entry():
+    contents = encode_data_block([(b"key", 5, b"value")])
+    # Restart array of one restart at 0, after entry bytes cut short.
+    damaged = contents[:6] + struct.pack("<II", 0, 1)
+    with pytest.raises(BlockFormatError):
+        decode_data_entries(damaged)
+    with pytest.raises(BlockFormatError):
+        DataBlock(damaged)
+
+
+# -- bloom filter probes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits_per_key", [1, 4, 10, 16])
+def test_bloom_hash_probe_matches_key_probe(bits_per_key):
+    builder = BloomFilterBuilder(bits_per_key)
+    added = [b"%016d" % number for number in range(0, 3000, 3)]
+    for key in added:
+        builder.add_key(key)
+    bloom = BloomFilter(builder.finish())
+    for key in added:
+        assert bloom.may_contain(key)
+        assert bloom.may_contain_hash(key_hash(key))
+    for number in range(1, 3000, 3):
+        key = b"%016d" % number
+        assert bloom.may_contain_hash(key_hash(key)) == bloom.may_contain(key)
+
+
+def test_bloom_filter_sets_documented_bits():
+    # Bit (h1 + i * h2) mod m for i in 0..k-1, with h1 and h2 the low and
+    # high 32 bits of the key's xxh64: the layout in storekit.lsm.bloom.
+    keys = [b"%08d" % number for number in range(500)]
+    builder = BloomFilterBuilder(10)
+    builder.add_hashes(map(key_hash, keys[:250]))
+    for key in keys[250:]:
+        builder.add_key(key)
+    contents = builder.finish()
+    bit_count = (len(contents) - 1) * 8
+    expected = bytearray(bit_count // 8)
+    for key in keys:
+        hashed = xxhash.xxh64_intdigest(key)
+        for probe in range(builder.probes):
+            bit = ((hashed & 0xFFFFFFFF) + probe * (hashed >> 32)) % bit_count
+            expected[bit >> 3] |= 1 << (bit & 7)
+    assert contents[:-1] == bytes(expected)
+    assert contents[-1] == builder.probes
+
+
+# -- bulk table building -----------------------------------------------------------
+
+
+def build_bytes(entries, bulk, **options):
+    """Return the bytes of a table built one entry at a time or in one bulk call."""
+    fs = CrashFS()
+    with fs.open("/t.sst", "w") as file:
+        builder = TableBuilder(file, **options)
+        if bulk:
+            assert builder.add_trusted_entries(iter(entries)) is None
+        else:
+            for entry in entries:
+                builder.add_trusted(*entry)
+        builder.finish()
+    with fs.open("/t.sst", "r") as file:
+        return file.read(0, file.size())
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries=table_entries(), options=st.fixed_dictionaries(TABLE_OPTIONS))
+def test_bulk_add_writes_same_table(entries, options):
+    assert build_bytes(entries, True, **options) == build_bytes(
+        entries, False, **options
+    )
+
+
+def test_bulk_add_split_and_resume():
+    entries = numbered_entries(400, value_size=50)
+    fs = CrashFS()
+    with fs.open("/t.sst", "w") as file:
+        builder = TableBuilder(file, block_size=512)
+        iterator = iter(entries)
+        first_left = builder.add_trusted_entries(iterator, 4096)
+        assert first_left is not None
+        added = builder.entries
+        assert first_left == entries[added]
+        assert builder.estimated_size >= 4096
+        # The rest goes on where the first call stopped.
+        assert builder.add_trusted_entries(iter([first_left, *iterator])) is None
+        assert builder.entries == len(entries)
+        builder.finish()
+    with TableReader(fs, "/t.sst", 1) as reader:
+        assert list(reader.iterate(None, None)) == entries
+
+
+def test_bulk_add_rejects_out_of_order():
+    fs = CrashFS()
+    with fs.open("/t.sst", "w") as file:
+        builder = TableBuilder(file)
+        with pytest.raises(ValueError, match="out of order"):
+            builder.add_trusted_entries(iter([(b"b", 5, b"x"), (b"a", 4, b"y")]))
+        with pytest.raises(ValueError, match="out of order"):
+            builder.add_trusted_entries(iter([(b"b", 5, b"x")]))
+        assert builder.entries == 1
+
+
+def test_get_hashed_matches_get(tmp_path):
+    path = str(tmp_path / "000001.sst")
+    entries = numbered_entries(300)
+    write_table(OS_FS, path, entries, block_size=256)
+    with TableReader(OS_FS, path, 1, block_cache=BlockCache(1 << 20)) as reader:
+        for key, _, _ in entries[::7]:
+            expected = reader.get(key, LATEST)
+            assert expected is not None
+            assert reader.get_hashed(key, key_hash(key), LATEST) == expected
+        assert reader.bloom_checks == reader.bloom_passes + reader.bloom_negatives
+
+
+def test_get_hashed_closed_reader_raises(tmp_path):
+    path = str(tmp_path / "000001.sst")
+    entries = numbered_entries(50)
+    write_table(OS_FS, path, entries)
+    reader = TableReader(OS_FS, path, 1)
+    reader.close()
+    key = entries[10][0]
+    with pytest.raises(ClosedError):
+        reader.get_hashed(key, key_hash(key), LATEST)

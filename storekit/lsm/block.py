@@ -62,6 +62,7 @@ __all__ = [
     "Footer",
     "REQUIRED_PROPERTIES",
     "decode_data_block",
+    "decode_data_entries",
     "decode_handle",
     "decode_plain_block",
     "decode_properties",
@@ -308,18 +309,38 @@ _BYTES_OBJECT_OVERHEAD = sys.getsizeof(b"")
 class DataBlock:
     """A decoded data block: the unit kept in the block cache.
 
-    Construction decodes every entry once. ``keys`` is the list of entry
-    keys in internal-key order (a key repeats for each of its versions),
-    so ``bisect`` finds a key. Entry ``i`` has the tag ``tags[i]``
-    (sequence << 8 | kind) stored at offset ``tag_positions[i]`` of the
-    contents, and its value runs from 8 bytes after that offset up to
-    ``value_ends[i]``. Values are sliced out of the contents on demand,
-    which keeps a cached block at about 1.7 times its contents in memory
-    instead of one object per value. Immutable once built, so threads
-    share it without a lock.
+    Construction decodes every entry once. Entry ``i`` has the tag
+    ``tags[i]`` (sequence << 8 | kind) stored at offset ``tag_positions[i]``
+    of the contents, and its value runs from 8 bytes after that offset up
+    to ``value_ends[i]``. Values are sliced out of the contents on demand
+    instead of kept as one object per value.
+
+    When every key of the block has the same length and the keys are not
+    all equal, the block keeps the prefix ``P`` that all its keys share and
+    one bytes object of the remaining ``n``-byte suffixes, the suffix of
+    entry ``i`` at ``[i * n, (i + 1) * n)``. A point lookup is then one
+    ``bytes.find`` that skips matches at offsets that are not a multiple of
+    ``n``. That form stores no object per key, which keeps a cached block
+    of 16-byte keys and 100-byte values at about 1.3 times its contents in
+    memory instead of 1.7 times with a list of keys, so more blocks fit in
+    the block cache. Other blocks keep a list of keys and are searched with
+    ``bisect``.
+
+    Immutable once built, so threads share it without a lock.
     """
 
-    __slots__ = ("_contents", "keys", "_tags", "_tag_positions", "_value_ends")
+    __slots__ = (
+        "_contents",
+        "_key_list",
+        "_key_prefix",
+        "_suffixes",
+        "_key_length",
+        "_suffix_length",
+        "_count",
+        "_tags",
+        "_tag_positions",
+        "_value_ends",
+    )
 
     def __init__(self, contents: bytes) -> None:
         end = _entries_end(contents)
@@ -396,11 +417,43 @@ class DataBlock:
                     )
 
         self._contents = contents
-        self.keys = keys
+        self._count = len(keys)
+        self._key_list: list[bytes] | None = keys
+        self._key_prefix = b""
+        self._suffixes: bytes | None = None
+        self._key_length = 0
+        self._suffix_length = 0
+        if keys and len(set(map(len, keys))) == 1:
+            # Keys are sorted, so the first and last share the common prefix.
+            first = keys[0]
+            prefix_length = shared_prefix_length(first, keys[-1])
+            if prefix_length < len(first):
+                self._key_list = None
+                self._key_prefix = first[:prefix_length]
+                self._suffixes = b"".join([key[prefix_length:] for key in keys])
+                self._key_length = len(first)
+                self._suffix_length = len(first) - prefix_length
         self._tags = tags
         positions_type = "H" if len(contents) <= 0xFFFF else "I"
         self._tag_positions = array(positions_type, tag_positions)
         self._value_ends = array(positions_type, value_ends)
+
+    @property
+    def keys(self) -> list[bytes]:
+        """Entry keys in internal-key order; a key repeats for each of its versions.
+
+        Built on each access when the block stores its keys as one bytes
+        object, so callers read it once per block.
+        """
+        if self._key_list is not None:
+            return self._key_list
+        prefix = self._key_prefix
+        suffixes = self._suffixes
+        length = self._suffix_length
+        return [
+            prefix + suffixes[at : at + length]  # type: ignore[index]
+            for at in range(0, len(suffixes), length)  # type: ignore[arg-type]
+        ]
 
     @property
     def contents_size(self) -> int:
@@ -410,38 +463,87 @@ class DataBlock:
     @property
     def memory_size(self) -> int:
         """Estimated bytes of memory the decoded block uses: its cache charge."""
-        keys = self.keys
-        return (
-            sys.getsizeof(self._contents)
-            + sys.getsizeof(keys)
-            + sum(map(len, keys))
-            + _BYTES_OBJECT_OVERHEAD * len(keys)
+        size = (
+            sys.getsizeof(self)
+            + sys.getsizeof(self._contents)
             + sys.getsizeof(self._tags)
             + sys.getsizeof(self._tag_positions)
             + sys.getsizeof(self._value_ends)
         )
+        keys = self._key_list
+        if keys is None:
+            return (
+                size + sys.getsizeof(self._key_prefix) + sys.getsizeof(self._suffixes)
+            )
+        return (
+            size
+            + sys.getsizeof(keys)
+            + sum(map(len, keys))
+            + _BYTES_OBJECT_OVERHEAD * len(keys)
+        )
 
     def __len__(self) -> int:
         """Number of entries."""
-        return len(self.keys)
+        return self._count
 
     def entries(self, start: int, stop: int) -> list[Entry]:
         """Return entries ``start`` up to ``stop`` (exclusive) as tuples."""
-        keys = self.keys
-        tags = self._tags
-        positions = self._tag_positions
-        ends = self._value_ends
+        keys = self._key_list
+        if keys is None:
+            prefix = self._key_prefix
+            suffixes = self._suffixes
+            length = self._suffix_length
+            keys = [
+                prefix + suffixes[at : at + length]  # type: ignore[index]
+                for at in range(start * length, stop * length, length)
+            ]
+        else:
+            keys = keys[start:stop]
         contents = self._contents
+        # Zipped slices of the arrays, which costs less than indexing each.
         return [
-            (
-                keys[index],
-                tags[index] >> 8,
-                contents[positions[index] + 8 : ends[index]]
-                if tags[index] & 0xFF
-                else None,
+            (key, tag >> 8, contents[position + 8 : end] if tag & 0xFF else None)
+            for key, tag, position, end in zip(
+                keys,
+                self._tags[start:stop],
+                self._tag_positions[start:stop],
+                self._value_ends[start:stop],
+                strict=True,
             )
-            for index in range(start, stop)
         ]
+
+    def bisect(self, key: bytes) -> int:
+        """Return the index of the first entry whose key is >= ``key``."""
+        keys = self._key_list
+        if keys is not None:
+            return bisect_left(keys, key)
+        prefix = self._key_prefix
+        if not key.startswith(prefix):
+            # Every key of the block starts with the prefix.
+            return 0 if key < prefix else self._count
+        suffix = key[len(prefix) :]
+        suffixes = self._suffixes
+        length = self._suffix_length
+        low = 0
+        high = self._count
+        while low < high:
+            middle = (low + high) >> 1
+            at = middle * length
+            if suffixes[at : at + length] < suffix:  # type: ignore[index]
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def key_at(self, index: int) -> bytes:
+        """Return the key of entry ``index``; -1 is the last entry."""
+        keys = self._key_list
+        if keys is not None:
+            return keys[index]
+        if index < 0:
+            index += self._count
+        at = index * self._suffix_length
+        return self._key_prefix + self._suffixes[at : at + self._suffix_length]  # type: ignore[index]
 
     def find(self, key: bytes, sequence: int) -> tuple[int, bytes | None] | int:
         """Return ``(sequence, value)`` of the newest version of ``key`` <= ``sequence``.
@@ -449,11 +551,27 @@ class DataBlock:
         The value is None for a tombstone. Returns ABSENT, NOT_VISIBLE or
         CONTINUES when the block has no such version.
         """
-        keys = self.keys
-        index = bisect_left(keys, key)
-        count = len(keys)
-        if index == count or keys[index] != key:
-            return ABSENT
+        count = self._count
+        keys = self._key_list
+        if keys is None:
+            prefix = self._key_prefix
+            if len(key) != self._key_length or not key.startswith(prefix):
+                return ABSENT
+            suffix = key[len(prefix) :]
+            suffixes = self._suffixes
+            length = self._suffix_length
+            at = suffixes.find(suffix)  # type: ignore[union-attr]
+            # A match at an offset that is not a multiple of the suffix
+            # length spans two suffixes, so the search goes on past it.
+            while at > 0 and at % length:
+                at = suffixes.find(suffix, at + 1)  # type: ignore[union-attr]
+            if at < 0:
+                return ABSENT
+            index = at // length
+        else:
+            index = bisect_left(keys, key)
+            if index == count or keys[index] != key:
+                return ABSENT
         tags = self._tags
         while True:
             tag = tags[index]
@@ -465,17 +583,77 @@ class DataBlock:
             index += 1
             if index == count:
                 return CONTINUES
-            if keys[index] != key:
+            if self.key_at(index) != key:
                 return NOT_VISIBLE
 
     def all_entries(self) -> list[Entry]:
         """Return every entry in order."""
-        return self.entries(0, len(self.keys))
+        return self.entries(0, self._count)
 
 
 def decode_data_block(contents: bytes) -> DataBlock:
     """Decode ``contents`` into a DataBlock, raising BlockFormatError for bad bytes."""
     return DataBlock(contents)
+
+
+def decode_data_entries(contents: bytes) -> list[Entry]:
+    """Decode every entry of a data block's ``contents``, as ``all_entries`` returns them.
+
+    One pass with the checks of ``DataBlock``, for a reader that takes each
+    entry once (compaction) and so needs no ``DataBlock`` for the cache.
+    """
+    end = _entries_end(contents)
+    (first_restart,) = _U32.unpack_from(contents, end)
+    if first_restart != 0:
+        raise BlockFormatError(f"first restart point is {first_restart}, not 0")
+    entries: list[Entry] = []
+    append = entries.append
+    unpack_tag = _TAG.unpack_from
+    position = 0
+    key = b""
+    try:
+        while position < end:
+            shared = contents[position]
+            unshared = contents[position + 1]
+            value_size = contents[position + 2]
+            if (shared | unshared | value_size) < 0x80:
+                position += 3
+            else:
+                shared, unshared, value_size, position = _decode_entry_header(
+                    contents, position
+                )
+            key_end = position + unshared
+            if shared:
+                if shared > len(key):
+                    raise BlockFormatError(
+                        f"entry at {position} shares {shared} bytes of a "
+                        f"{len(key)}-byte key"
+                    )
+                key = key[:shared] + contents[position:key_end]
+            else:
+                key = contents[position:key_end]
+            (tag,) = unpack_tag(contents, key_end)
+            position = key_end + 8 + value_size
+            kind = tag & 0xFF
+            if kind == KIND_PUT:
+                append((key, tag >> 8, contents[key_end + 8 : position]))
+            elif kind == KIND_DELETE and not value_size:
+                append((key, tag >> 8, None))
+            elif kind == KIND_DELETE:
+                raise BlockFormatError(
+                    f"tombstone ending at {position} has a {value_size}-byte value"
+                )
+            else:
+                raise BlockFormatError(
+                    f"entry with its tag at {key_end} has kind {kind}"
+                )
+    except (IndexError, struct.error):
+        raise BlockFormatError(f"entry at {position} runs past the entries") from None
+    if position != end:
+        raise BlockFormatError(
+            f"entries end at {position}, but the restart array starts at {end}"
+        )
+    return entries
 
 
 def decode_plain_block(contents: bytes) -> list[tuple[bytes, bytes]]:

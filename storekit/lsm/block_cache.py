@@ -51,11 +51,14 @@ class BlockCache:
 
     def lookup(self, file_number: int, offset: int) -> Any | None:
         """Return the cached block and mark it most recently used, or None on a miss."""
+        return self.lookup_key((file_number, offset))
+
+    def lookup_key(self, key: tuple[int, int]) -> Any | None:
+        """Return ``lookup(*key)``, for callers that keep the key tuples."""
         # No lock, because this runs on every point lookup. The get and the
         # move_to_end are each one C-level step under the GIL. A block that
         # another thread evicts in between makes move_to_end raise KeyError,
         # and the LRU order stays as it is.
-        key = (file_number, offset)
         entries = self._entries
         entry = entries.get(key)
         if entry is None:

@@ -45,6 +45,9 @@ _xxh64 = xxhash.xxh64_intdigest
 #: The hash of a user key that the filter probes with: xxh64, seed 0.
 key_hash = _xxh64
 
+# _BIT_MASKS[i] selects bit i of a byte.
+_BIT_MASKS = bytes(1 << i for i in range(8))
+
 
 def probes_for(bits_per_key: int) -> int:
     """Return the number of probes k = round(bits_per_key * ln 2), clamped to 1..30."""
@@ -79,6 +82,8 @@ class BloomFilterBuilder:
         #: Add the xxh64 (seed 0) of a user key, as ``add_key`` does: the
         #: table builder hashes each key itself and skips a Python call.
         self.add_hash = self._hashes.append
+        #: Add the xxh64 (seed 0) of each key of an iterable of keys.
+        self.add_hashes = self._hashes.extend
 
     def __len__(self) -> int:
         """Number of keys added."""
@@ -94,13 +99,49 @@ class BloomFilterBuilder:
         bit_count = (bit_count + 7) // 8 * 8
         bits = bytearray(bit_count // 8)
         probes = self.probes
-        for hashed in self._hashes:
-            position = hashed & 0xFFFFFFFF
-            step = hashed >> 32
-            for _ in range(probes):
-                bit = position % bit_count
-                bits[bit >> 3] |= 1 << (bit & 7)
-                position += step
+        masks = _BIT_MASKS
+        # The probe sequence of may_contain_hash: h1 mod m, then adding h2
+        # mod m and subtracting m on overflow gives (h1 + i * h2) mod m.
+        if probes == 7:
+            # The default (10 bits per key) unrolled: this loop sets the
+            # bits of every key of every table written.
+            for hashed in self._hashes:
+                bit = (hashed & 0xFFFFFFFF) % bit_count
+                step = (hashed >> 32) % bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+                bit += step
+                if bit >= bit_count:
+                    bit -= bit_count
+                bits[bit >> 3] |= masks[bit & 7]
+        else:
+            for hashed in self._hashes:
+                bit = (hashed & 0xFFFFFFFF) % bit_count
+                step = (hashed >> 32) % bit_count
+                for _ in range(probes):
+                    bits[bit >> 3] |= masks[bit & 7]
+                    bit += step
+                    if bit >= bit_count:
+                        bit -= bit_count
         bits.append(probes)
         return bytes(bits)
 
@@ -127,44 +168,70 @@ class BloomFilter:
         self.probes = probes
 
     @property
+    def bits(self) -> bytes:
+        """The bit array, without the trailing probe count."""
+        return self._bits
+
+    @property
     def bit_count(self) -> int:
         """Size of the bit array in bits."""
         return self._bit_count
 
     def may_contain(self, key: bytes) -> bool:
         """Return False only if ``key`` was certainly not added to the filter."""
-        hashed = _xxh64(key)
-        position = hashed & 0xFFFFFFFF
-        step = hashed >> 32
+        return self.may_contain_hash(_xxh64(key))
+
+    def may_contain_hash(self, hashed: int) -> bool:
+        """Return False only if no key with xxh64 ``hashed`` was added to the filter.
+
+        Point lookups hash the key once with ``key_hash`` and probe every
+        table's filter with the result.
+        """
+        bit_count = self._bit_count
+        # (h1 + i * h2) mod m, computed from h1 mod m and h2 mod m by adding
+        # and subtracting m: the same bits with smaller, faster integers.
+        bit = (hashed & 0xFFFFFFFF) % bit_count
+        step = (hashed >> 32) % bit_count
         # Locals: this runs once per point lookup in every table.
         bits = self._bits
-        bit_count = self._bit_count
         if self.probes == 7:
             # The default (10 bits per key) unrolled, which saves the loop's
             # overhead: about a third of the time of a negative result.
-            bit = position % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + step) % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + 2 * step) % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + 3 * step) % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + 4 * step) % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + 5 * step) % bit_count
-            if not bits[bit >> 3] >> (bit & 7) & 1:
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            bit = (position + 6 * step) % bit_count
-            return bits[bit >> 3] >> (bit & 7) & 1 == 1
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
+            return bits[bit >> 3] & _BIT_MASKS[bit & 7] != 0
         for _ in range(self.probes):
-            bit = position % bit_count
-            if not bits[bit >> 3] & (1 << (bit & 7)):
+            if not bits[bit >> 3] & _BIT_MASKS[bit & 7]:
                 return False
-            position += step
+            bit += step
+            if bit >= bit_count:
+                bit -= bit_count
         return True

@@ -32,6 +32,7 @@ import posixpath
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any
 
 from ..fs import File, FileSystem
@@ -325,18 +326,32 @@ class TableOutputs:
         builder.add_trusted(key, sequence, value)
         self._last_key = key
 
+    def add_all(self, entries: Iterable[Entry]) -> None:
+        """Add every entry of ``entries``, in forward merge order, as ``add`` does."""
+        remaining = iter(entries)
+        # A file starts only for an entry, so that no file stays empty.
+        first = next(remaining, None)
+        while first is not None:
+            if self._builder is None:
+                self._start()
+            first = self._builder.add_trusted_entries(
+                chain((first,), remaining), self._table_bytes
+            )
+            if first is not None:
+                self._finish_file()
+            else:
+                self._last_key = self._builder._last_key
+
     def write_memtable(self, memtable: Memtable) -> None:
         """Write every version of every key of a frozen memtable into one table."""
         self._start()
-        # Bound method in a local: this loop runs once per memtable entry.
-        add = self._builder.add_trusted
-        for key, versions in memtable.versions():
-            if len(versions) == 1:
-                sequence, value = versions[0]
-                add(key, sequence, value)
-            else:
-                for sequence, value in reversed(versions):
-                    add(key, sequence, value)
+        # Versions are stored oldest first and written newest first.
+        entries = [
+            (key, sequence, value)
+            for key, versions in memtable.versions()
+            for sequence, value in (versions if len(versions) == 1 else versions[::-1])
+        ]
+        self._builder.add_trusted_entries(iter(entries))
 
     def _finish_file(self) -> None:
         builder, handle = self._builder, self._file
@@ -421,12 +436,24 @@ def run_compaction(
         )
     merged = merge_entries(sources, reverse=False)
     is_base_level = BaseLevelChecker(version, compaction.output_level)
-    count = 0
-    for key, sequence, value in drop_obsolete(
-        merged, snapshots, is_base_level, counters
-    ):
-        outputs.add(key, sequence, value)
-        count += 1
-        if not count & 1023:
-            between_chunks()
+    surviving = drop_obsolete(merged, snapshots, is_base_level, counters)
+    outputs.add_all(chain.from_iterable(_chunks(surviving, 1024, between_chunks)))
     return outputs.finish()
+
+
+def _chunks(
+    entries: Iterable[Entry], size: int, after_full_chunk: Callable[[], None]
+) -> Iterator[list[Entry]]:
+    """Yield ``entries`` in lists of ``size``; call ``after_full_chunk`` after each full one.
+
+    The call runs when the consumer requests the next list, so after it has
+    taken every entry of the previous one.
+    """
+    iterator = iter(entries)
+    while True:
+        chunk = list(islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
+        if len(chunk) == size:
+            after_full_chunk()

@@ -66,6 +66,7 @@ from ..memtable import Memtable
 from ..store import ScanItem, Snapshot, Store
 from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path
 from .block import MAX_SEQUENCE
+from .bloom import key_hash
 from .compaction import CompactionOptions
 from .jobs import BackgroundJobs
 from .manifest import VersionSet
@@ -515,7 +516,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             if self._closed or self._fs.epoch != self._epoch:
                 raise ClosedError(f"store {self.path} is closed")
             versions = self._memtable.versions_of(key)
-            if versions is None:
+            if versions is None and self._immutables:
                 for frozen in reversed(self._immutables):
                     versions = frozen.memtable.versions_of(key)
                     if versions is not None:
@@ -525,7 +526,26 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             # The newest version, as Memtable.get returns it without a snapshot.
             value = versions[-1][1]
             return default if value is None else value
-        found = self._table_get(version, key, MAX_SEQUENCE)
+        # The loop of _table_get, repeated here to save a call on every
+        # lookup that reaches the tables: keep the two in step.
+        readers = self._readers
+        hashed = key_hash(key)
+        found = None
+        for smallest, largest, meta in version.level0_ranges:
+            if smallest <= key <= largest:
+                reader = readers.get(meta.number) or self._reader(meta)
+                found = reader.get_hashed(key, hashed, MAX_SEQUENCE)
+                if found is not None:
+                    break
+        else:
+            for largest_keys, smallest_keys, files in version.deeper_levels:
+                index = bisect_left(largest_keys, key)
+                if index < len(largest_keys) and smallest_keys[index] <= key:
+                    meta = files[index]
+                    reader = readers.get(meta.number) or self._reader(meta)
+                    found = reader.get_hashed(key, hashed, MAX_SEQUENCE)
+                    if found is not None:
+                        break
         if found is None:
             return default
         value = found[1]
@@ -558,21 +578,21 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         at most one table per deeper level, as ``Version.find`` orders them.
         """
         readers = self._readers
-        for meta in version.levels[0]:
-            if meta.smallest_key <= key <= meta.largest_key:
+        hashed = key_hash(key)
+        for smallest, largest, meta in version.level0_ranges:
+            if smallest <= key <= largest:
                 reader = readers.get(meta.number) or self._reader(meta)
-                found = reader.get(key, sequence)
+                found = reader.get_hashed(key, hashed, sequence)
                 if found is not None:
                     return found
-        for largest_keys, files in version.deeper_levels:
+        for largest_keys, smallest_keys, files in version.deeper_levels:
             index = bisect_left(largest_keys, key)
-            if index < len(largest_keys):
+            if index < len(largest_keys) and smallest_keys[index] <= key:
                 meta = files[index]
-                if meta.smallest_key <= key:
-                    reader = readers.get(meta.number) or self._reader(meta)
-                    found = reader.get(key, sequence)
-                    if found is not None:
-                        return found
+                reader = readers.get(meta.number) or self._reader(meta)
+                found = reader.get_hashed(key, hashed, sequence)
+                if found is not None:
+                    return found
         return None
 
     def scan(

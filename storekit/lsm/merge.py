@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import heapq
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
-from ..memtable import Memtable
+from ..memtable import ITERATION_CHUNK, Memtable
 from .version import FileMetadata
 
 __all__ = [
@@ -31,6 +32,10 @@ __all__ = [
 
 #: ``(key, sequence, value or None)``
 Entry = tuple[bytes, int, "bytes | None"]
+
+
+#: Keys in the first chunk a scan reads from a memtable.
+_FIRST_MEMTABLE_CHUNK = 16
 
 
 def memtable_entries(
@@ -64,24 +69,30 @@ def _memtable_chunks(
     check_open: Callable[[], None] | None,
 ) -> Iterator[list[Entry]]:
     after: bytes | None = None
+    # The first chunk is short, because many scans read only a few keys;
+    # each later chunk doubles, up to the memtable's ITERATION_CHUNK.
+    limit = _FIRST_MEMTABLE_CHUNK
     while True:
         if lock is not None:
             with lock:
                 if check_open is not None:
                     check_open()
                 chunk, last = _memtable_chunk(
-                    memtable, low, high, reverse, after, sequence
+                    memtable, low, high, reverse, after, sequence, limit
                 )
         else:
-            chunk, last = _memtable_chunk(memtable, low, high, reverse, after, sequence)
+            chunk, last = _memtable_chunk(
+                memtable, low, high, reverse, after, sequence, limit
+            )
         if last is None:
             return
         yield chunk
         after = last
+        limit = min(limit * 2, ITERATION_CHUNK)
 
 
-def _memtable_chunk(memtable, low, high, reverse, after, sequence):
-    keys = memtable.keys_from(low, high, reverse, after)
+def _memtable_chunk(memtable, low, high, reverse, after, sequence, limit):
+    keys = memtable.keys_from(low, high, reverse, after, limit)
     if not keys:
         return [], None
     lookup = memtable.get
@@ -107,7 +118,11 @@ def level_entries(
     keeps the order. A file is opened only when the scan reaches it.
     ``fill_cache=False`` keeps the blocks read out of the block cache.
     """
-    selected = [meta for meta in files if meta.overlaps(low, high)]
+    first = 0
+    if low is not None:
+        # Files are sorted and disjoint: skip those that end below low.
+        first = bisect_left([meta.largest_key for meta in files], low)
+    selected = [meta for meta in files[first:] if meta.overlaps(low, high)]
     if reverse:
         selected.reverse()
     return chain.from_iterable(

@@ -7,6 +7,7 @@ byte.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._validate import check_key, check_value
@@ -20,6 +21,7 @@ from .block import (
     KIND_PUT,
     MAX_SEQUENCE,
     BlockBuilder,
+    Entry,
     Footer,
     encode_handle,
     encode_properties,
@@ -38,6 +40,10 @@ _COMPRESSION_CODES = {None: COMPRESSION_NONE, "lz4": COMPRESSION_LZ4}
 _SMALL_HEADER = struct.Struct("<BBB")
 _TAG = struct.Struct("<Q")
 _xxh64 = key_hash
+
+# _ENTRY_STRUCTS[n]: the one-byte-varint header, n key bytes and the tag of
+# a data block entry, for n below 0x80.
+_ENTRY_STRUCTS = [struct.Struct(f"<BBB{size}sQ") for size in range(0x80)]
 
 # Largest block_size accepted, so that a block with one maximum-size value
 # still fits the u32 size field of a block handle.
@@ -240,6 +246,176 @@ class TableBuilder:
 
         if len(buffer) + 4 * len(block._restarts) + 4 >= self._block_size:
             self._flush_data_block()
+
+    def add_trusted_entries(
+        self,
+        entries: Iterator[Entry],
+        size_limit: int | None = None,
+    ) -> Entry | None:
+        """Add ``(key, sequence, value)`` entries from ``entries`` as ``add_trusted`` does.
+
+        Returns None once ``entries`` is exhausted. With ``size_limit``, it
+        stops at the first entry of a new key once ``estimated_size`` has
+        reached ``size_limit`` (checked every 16 keys, so a table overshoots
+        by at most 15 entries) and returns that entry, which is not added.
+        One loop with the builder's state in local variables: the work of
+        every flush and compaction.
+        """
+        if self._state != "open":
+            self._check_open()
+        # New keys are collected here and hashed in one C-level map at the end.
+        new_keys: list[bytes] | None = [] if self._bloom is not None else None
+        add_new_key = new_keys.append if new_keys is not None else None
+        restart_interval = self._restart_interval
+        block_size = self._block_size
+        block = self._data_block
+        buffer = block._buffer
+        restarts = block._restarts
+        # The block is full once len(buffer) reaches block_limit: block_size
+        # minus the restart array (4 bytes per restart and the count).
+        block_limit = block_size - 4 * len(restarts) - 4
+        since_restart = block._since_restart
+        block_last_key = block._last_key
+        block_entries = block.entries
+        index_pending = self._pending_handle is not None
+        last_key = self._last_key
+        last_sequence = self._last_sequence
+        count = self._entries
+        tombstones = self._tombstones
+        raw_key_bytes = self._raw_key_bytes
+        raw_value_bytes = self._raw_value_bytes
+        smallest_sequence = self._smallest_sequence
+        largest_sequence = self._largest_sequence
+        keys_since_check = 0
+        entry_structs = _ENTRY_STRUCTS
+        from_bytes = int.from_bytes
+        try:
+            for entry in entries:
+                key, sequence, value = entry
+                if last_key is None:
+                    self._smallest_key = key
+                    new_key = True
+                elif key <= last_key:
+                    if key < last_key or sequence >= last_sequence:
+                        raise ValueError(
+                            f"entry {short_repr(key)} at sequence {sequence} is out "
+                            f"of order: it must sort after {short_repr(last_key)} at "
+                            f"sequence {last_sequence} (keys ascending, sequences "
+                            "descending)"
+                        )
+                    new_key = False
+                else:
+                    new_key = True
+                if new_key:
+                    if size_limit is not None:
+                        keys_since_check += 1
+                        if keys_since_check >= 16:
+                            keys_since_check = 0
+                            estimated = (
+                                self._offset + len(buffer) + 4 * len(restarts) + 4
+                            )
+                            if estimated >= size_limit:
+                                return entry
+                    if add_new_key is not None:
+                        add_new_key(key)
+                if index_pending:
+                    separator = shortest_separator(self._pending_last_key, key)
+                    self._index_block.add(
+                        separator, encode_handle(*self._pending_handle)
+                    )
+                    self._pending_handle = None
+                    index_pending = False
+
+                if value is None:
+                    value = b""
+                    tag = (sequence << 8) | KIND_DELETE
+                    tombstones += 1
+                else:
+                    tag = (sequence << 8) | KIND_PUT
+                    raw_value_bytes += len(value)
+                key_size = len(key)
+                if since_restart < restart_interval:
+                    if key_size == len(block_last_key):
+                        difference = from_bytes(block_last_key, "big") ^ from_bytes(
+                            key, "big"
+                        )
+                        shared = key_size - (difference.bit_length() + 7) // 8
+                        since_restart += 1
+                    else:
+                        length = (
+                            key_size
+                            if key_size < len(block_last_key)
+                            else len(block_last_key)
+                        )
+                        difference = from_bytes(
+                            block_last_key[:length], "big"
+                        ) ^ from_bytes(key[:length], "big")
+                        shared = length - (difference.bit_length() + 7) // 8
+                        since_restart += 1
+                else:
+                    restarts.append(len(buffer))
+                    block_limit -= 4
+                    since_restart = 1
+                    shared = 0
+                unshared = key_size - shared
+                value_size = len(value)
+                if (unshared | value_size) < 0x80:
+                    # shared <= the key size, so it is below 0x80 as well
+                    # whenever unshared is: one struct call for the header,
+                    # key bytes and tag.
+                    buffer += entry_structs[unshared].pack(
+                        shared,
+                        unshared,
+                        value_size,
+                        key[shared:] if shared else key,
+                        tag,
+                    )
+                else:
+                    buffer += encode_varint(shared)
+                    buffer += encode_varint(unshared)
+                    buffer += encode_varint(value_size)
+                    buffer += key[shared:] if shared else key
+                    buffer += _TAG.pack(tag)
+                buffer += value
+                block_last_key = key
+                block_entries += 1
+                last_key = key
+                last_sequence = sequence
+                count += 1
+                raw_key_bytes += key_size
+                if sequence < smallest_sequence:
+                    smallest_sequence = sequence
+                if sequence > largest_sequence:
+                    largest_sequence = sequence
+
+                if len(buffer) >= block_limit:
+                    block._since_restart = since_restart
+                    block._last_key = block_last_key
+                    block.entries = block_entries
+                    self._last_key = last_key
+                    self._flush_data_block()
+                    buffer = block._buffer
+                    restarts = block._restarts
+                    block_limit = block_size - 4 * len(restarts) - 4
+                    since_restart = block._since_restart
+                    block_last_key = block._last_key
+                    block_entries = block.entries
+                    index_pending = self._pending_handle is not None
+            return None
+        finally:
+            if new_keys:
+                self._bloom.add_hashes(map(_xxh64, new_keys))  # type: ignore[union-attr]
+            block._since_restart = since_restart
+            block._last_key = block_last_key
+            block.entries = block_entries
+            self._last_key = last_key
+            self._last_sequence = last_sequence
+            self._entries = count
+            self._tombstones = tombstones
+            self._raw_key_bytes = raw_key_bytes
+            self._raw_value_bytes = raw_value_bytes
+            self._smallest_sequence = smallest_sequence
+            self._largest_sequence = largest_sequence
 
     def _write_block(self, contents: bytes, compression: int) -> tuple[int, int]:
         """Append one sealed block and return its handle ``(offset, size)``."""

@@ -24,6 +24,7 @@ from .block import (
     Entry,
     Footer,
     decode_data_block,
+    decode_data_entries,
     decode_handle,
     decode_plain_block,
     decode_properties,
@@ -31,13 +32,15 @@ from .block import (
     walk_block,
 )
 from .block_cache import BlockCache
-from .bloom import BloomFilter
+from .bloom import _BIT_MASKS, BloomFilter, key_hash
 from .table_builder import short_repr
 
 __all__ = ["TableReader", "describe_table"]
 
 # Entries an iteration yields between two checks that the table is open.
 _CHECK_INTERVAL = 16
+# Entries in the first chunk of a forward iteration.
+_FIRST_CHUNK = 8
 
 
 def _check_index(
@@ -102,8 +105,8 @@ class TableReader:
         self._verify_checksums = verify_checksums
         self._closed = False
 
-        #: Lookups that consulted the bloom filter.
-        self.bloom_checks = 0
+        #: Lookups the bloom filter passed; ``bloom_checks`` adds the negatives.
+        self.bloom_passes = 0
         #: Lookups the filter ruled out, each a data block read saved.
         self.bloom_negatives = 0
         #: Lookups the filter passed although the table has no entry for the key.
@@ -184,6 +187,9 @@ class TableReader:
         self._load_properties()
         self._load_index()
         self._filter: BloomFilter | None = None
+        self._bloom_probe: Callable[[int], bool] | None = None
+        self._bloom_bits: bytes | None = None
+        self._bloom_bit_count = 0
         if footer.has_filter:
             offset = footer.filter_offset
             contents = self._read_contents(
@@ -193,6 +199,10 @@ class TableReader:
                 self._filter = BloomFilter(contents)
             except ValueError as exc:
                 raise self._corruption("filter block", offset, exc) from None
+            self._bloom_probe = self._filter.may_contain_hash
+            if self._filter.probes == 7:
+                self._bloom_bits = self._filter.bits
+                self._bloom_bit_count = self._filter.bit_count
 
     def _load_properties(self) -> None:
         offset = self._footer.properties_offset
@@ -232,8 +242,17 @@ class TableReader:
         self._separators = separators
         self._block_offsets = [handle[0] for handle in handles]
         self._block_sizes = [handle[1] for handle in handles]
+        # Block cache keys, built once so that a point lookup makes no tuple.
+        self._cache_keys = [
+            (self.file_number, offset) for offset in self._block_offsets
+        ]
 
     # -- properties ---------------------------------------------------------
+
+    @property
+    def bloom_checks(self) -> int:
+        """Lookups that consulted the bloom filter."""
+        return self.bloom_negatives + self.bloom_passes
 
     @property
     def smallest_key(self) -> bytes:
@@ -346,20 +365,59 @@ class TableReader:
             self._check_open()
         if key < self._smallest_key or key > self._largest_key:
             return None
-        bloom = self._filter
-        if bloom is not None:
-            self.bloom_checks += 1
-            if not bloom.may_contain(key):
+        return self.get_hashed(key, key_hash(key), sequence)
+
+    def get_hashed(
+        self, key: bytes, hashed: int, sequence: int
+    ) -> tuple[int, bytes | None] | None:
+        """Return what ``get`` returns, for a key in ``[smallest_key, largest_key]``.
+
+        ``hashed`` is ``key_hash(key)``, so that a lookup that reads several
+        tables hashes the key once. The caller checks the key range, and
+        that the reader is open: the engine checks that the store is open
+        and reads only tables of a live version, which stay open. Reading a
+        block that is not cached still raises ClosedError on a closed
+        reader.
+        """
+        bits = self._bloom_bits
+        if bits is not None:
+            # BloomFilter.may_contain_hash for 7 probes, inlined because
+            # this runs for every table a lookup reads: keep the two in step.
+            bit_count = self._bloom_bit_count
+            bit = (hashed & 0xFFFFFFFF) % bit_count
+            step = (hashed >> 32) % bit_count
+            if (
+                not bits[bit >> 3] & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+                or not bits[(bit := (bit + step) % bit_count) >> 3]
+                & _BIT_MASKS[bit & 7]
+            ):
                 self.bloom_negatives += 1
                 return None
+            self.bloom_passes += 1
+        elif self._bloom_probe is not None:
+            if not self._bloom_probe(hashed):
+                self.bloom_negatives += 1
+                return None
+            self.bloom_passes += 1
         # The last separator is the largest key, so index is a valid block.
         index = bisect_left(self._separators, key)
-        offset = self._block_offsets[index]
         cache = self._cache
         block = None
         if cache is not None:
-            block = cache.lookup(self.file_number, offset)
+            block = cache.lookup_key(self._cache_keys[index])
         if block is None:
+            self._check_open()
+            offset = self._block_offsets[index]
             block = self._read_data_block(offset, self._block_sizes[index])
             if cache is not None:
                 cache.insert(self.file_number, offset, block, block.memory_size)
@@ -370,7 +428,7 @@ class TableReader:
             if result is ABSENT:
                 # Versions of a key span blocks only when a block ends in
                 # them, so an absent key is absent from the whole table.
-                if bloom is not None:
+                if self._filter is not None:
                     self.bloom_false_positives += 1
                 return None
             if result is not CONTINUES:
@@ -411,23 +469,62 @@ class TableReader:
     ) -> Iterator[list[Entry]]:
         block_count = len(self._separators)
         index = 0 if low is None else bisect_left(self._separators, low)
+        if low is None and high is None and not fill_cache:
+            # A whole-table read that keeps blocks out of the cache
+            # (compaction) decodes each block straight into entries.
+            yield from self._uncached_chunks()
+            return
+        # A short first chunk: a merge of several sources often takes only
+        # a few entries from each, so fewer are decoded and thrown away.
+        chunk_size = _FIRST_CHUNK
         while index < block_count:
             block = self._data_block(index, fill_cache)
-            keys = block.keys
             start = 0
             if low is not None:
-                start = bisect_left(keys, low)
+                start = block.bisect(low)
                 # Every key of a later block is >= low.
                 low = None
-            stop = len(keys)
-            if high is not None and keys[-1] >= high:
-                stop = bisect_left(keys, high)
+            stop = len(block)
+            if high is not None and block.key_at(-1) >= high:
+                stop = block.bisect(high)
                 index = block_count  # the last block of the range
-            for chunk in range(start, stop, _CHECK_INTERVAL):
+            while start < stop:
                 # Checked every few entries, so a scan stops soon after close().
                 self._check_open()
-                yield block.entries(chunk, min(chunk + _CHECK_INTERVAL, stop))
+                end = min(start + chunk_size, stop)
+                yield block.entries(start, end)
+                start = end
+                chunk_size = _CHECK_INTERVAL
             index += 1
+
+    def _uncached_chunks(self) -> Iterator[list[Entry]]:
+        """Yield every entry, in chunks, decoding blocks that are not cached."""
+        cache = self._cache
+        for index, offset in enumerate(self._block_offsets):
+            self._check_open()
+            block = None
+            if cache is not None:
+                block = cache.lookup(self.file_number, offset)
+            if block is not None:
+                entries = block.all_entries()
+            else:
+                self.block_reads += 1
+                contents = self._read_contents(
+                    "data block",
+                    offset,
+                    self._block_sizes[index],
+                    self._verify_checksums,
+                    self._max_data_block_size,
+                )
+                try:
+                    entries = decode_data_entries(contents)
+                except BlockFormatError as exc:
+                    raise self._corruption("data block", offset, exc) from None
+            for start in range(0, len(entries), _CHECK_INTERVAL):
+                if start:
+                    # Checked every few entries, so a scan stops soon after close().
+                    self._check_open()
+                yield entries[start : start + _CHECK_INTERVAL]
 
     def _iterate_reverse(
         self, low: bytes | None, high: bytes | None, fill_cache: bool
@@ -446,11 +543,10 @@ class TableReader:
         group_key: bytes | None = None
         while index >= 0:
             block = self._data_block(index, fill_cache)
-            keys = block.keys
-            end = len(keys) if high is None else bisect_left(keys, high)
+            end = len(block) if high is None else block.bisect(high)
             high = None
-            reached_low = low is not None and keys[0] < low
-            start = bisect_left(keys, low) if reached_low else 0
+            reached_low = low is not None and block.key_at(0) < low
+            start = block.bisect(low) if reached_low else 0
             for position, entry in enumerate(reversed(block.entries(start, end))):
                 if position % _CHECK_INTERVAL == 0:
                     self._check_open()

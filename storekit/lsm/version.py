@@ -81,7 +81,13 @@ class VersionEdit:
 class Version:
     """The table files of every level at one moment; immutable."""
 
-    __slots__ = ("levels", "_largest_keys", "deeper_levels", "__weakref__")
+    __slots__ = (
+        "levels",
+        "_largest_keys",
+        "level0_ranges",
+        "deeper_levels",
+        "__weakref__",
+    )
 
     def __init__(self, levels: Iterable[Iterable[FileMetadata]]) -> None:
         self.levels: tuple[tuple[FileMetadata, ...], ...] = tuple(
@@ -91,10 +97,19 @@ class Version:
         self._largest_keys = tuple(
             [meta.largest_key for meta in files] for files in self.levels
         )
-        #: ``(largest_keys, files)`` of each non-empty level below level 0,
-        #: shallowest first: what a point lookup bisects.
+        #: ``(smallest_key, largest_key, file)`` of each level-0 file, newest
+        #: first: what a point lookup compares without attribute lookups.
+        self.level0_ranges = tuple(
+            (meta.smallest_key, meta.largest_key, meta) for meta in self.levels[0]
+        )
+        #: ``(largest_keys, smallest_keys, files)`` of each non-empty level
+        #: below level 0, shallowest first: what a point lookup bisects.
         self.deeper_levels = tuple(
-            (self._largest_keys[level], self.levels[level])
+            (
+                self._largest_keys[level],
+                [meta.smallest_key for meta in self.levels[level]],
+                self.levels[level],
+            )
             for level in range(1, len(self.levels))
             if self.levels[level]
         )
