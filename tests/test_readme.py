@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _readme_commands():
     readme = ROOT / "README.md"
     if not readme.exists():
-        pytest.skip("README.md is not beside the tests (installed without the source tree)")
+        pytest.skip(
+            "README.md is not beside the tests (installed without the source tree)"
+        )
     blocks = re.findall(r"```sh\n(.*?)```", readme.read_text(), flags=re.S)
     return [block.strip() for block in blocks]
 

@@ -97,7 +97,11 @@ def test_torn_tail_is_cut_and_truncated_before_appends(tmp_path, damage, caplog)
             handle.truncate(last + 5)
         else:
             handle.seek(last + 3)
-            filler = bytes(size - last - 3) if damage == "zeros" else os.urandom(size - last - 3)
+            filler = (
+                bytes(size - last - 3)
+                if damage == "zeros"
+                else os.urandom(size - last - 3)
+            )
             handle.write(filler)
     with caplog.at_level(logging.WARNING, logger="storekit"):
         wal = WAL(str(tmp_path))
@@ -339,7 +343,9 @@ def test_tailing_reader_starts_at_position(tmp_path):
         positions = [wal.append(b"%d" % i) for i in range(10)]
     reader = WALReader(str(tmp_path), start=positions[6])
     assert [p for _, p in reader.poll()] == [b"6", b"7", b"8", b"9"]
-    assert reader.position == Position(positions[-1].segment, os.path.getsize(_last_segment(tmp_path)))
+    assert reader.position == Position(
+        positions[-1].segment, os.path.getsize(_last_segment(tmp_path))
+    )
     reader.close()
 
 
