@@ -522,3 +522,36 @@ def test_cli_compact_reports_levels(tmp_path, capsys):
     assert result["bytes_after"] < result["bytes_before"]
     with LSMStore(path) as db:
         assert len(db) == 1000
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.1])
+def test_compact_racing_close_raises_closed_error(tmp_path, delay):
+    # close() from another thread stops a compaction between two chunks;
+    # the caller of compact() sees ClosedError, never an internal exception.
+    db = LSMStore(
+        str(tmp_path / "db"),
+        sync="none",
+        memtable_bytes=1 << 16,
+        table_bytes=1 << 16,
+        background=False,
+    )
+    for number in range(30000):
+        db.put(b"k%07d" % ((number * 7919) % 30000), b"v" * 20)
+    outcome = []
+
+    def compact():
+        try:
+            db.compact()
+            outcome.append("ok")
+        except Exception as exc:  # the assert below names the type
+            outcome.append(type(exc))
+
+    worker = threading.Thread(target=compact)
+    worker.start()
+    threading.Event().wait(delay)
+    db.close()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert outcome[0] in ("ok", ClosedError)
+    with LSMStore(str(tmp_path / "db")) as reopened:
+        assert reopened.get(b"k0012345") == b"v" * 20

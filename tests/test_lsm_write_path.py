@@ -147,6 +147,22 @@ def test_scan_reads_past_first_memtable_chunk(tmp_path):
         assert len(list(db.scan(start=b"000500", end=b"000537"))) == 37
 
 
+@pytest.mark.parametrize("prefix_size", [130, 300])
+def test_long_shared_prefixes_survive_flush_and_compaction(tmp_path, prefix_size):
+    path = str(tmp_path / "db")
+    prefix = b"k" * prefix_size
+    model = {prefix + b"%04d" % number: b"v%d" % number for number in range(300)}
+    with LSMStore(path, sync="none", memtable_bytes=16 * 1024) as db:
+        for key, value in model.items():
+            db.put(key, value)
+        db.flush()
+        db.compact()
+        assert dict(db.scan()) == model
+    with LSMStore(path) as db:
+        assert all(db.get(key) == value for key, value in model.items())
+        assert dict(db.scan()) == model
+
+
 def test_scan_ignores_keys_written_meanwhile(tmp_path):
     with LSMStore(str(tmp_path / "db"), sync="none") as db:
         for number in range(0, 2000, 2):

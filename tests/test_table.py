@@ -1333,6 +1333,26 @@ def test_bulk_add_writes_same_table(entries, options):
     )
 
 
+@pytest.mark.parametrize("prefix_size", [127, 128, 130, 255, 256, 300, 1000])
+def test_bulk_add_long_shared_prefixes(prefix_size):
+    # Neighbouring keys share prefix_size bytes, so the shared length needs
+    # a two-byte varint from 128 on, whatever the unshared length.
+    prefix = b"p" * prefix_size
+    entries = [(prefix + b"%03d" % number, 10, b"v%d" % number) for number in range(40)]
+    entries.append((prefix + b"999" + b"x" * 200, 9, b"long"))
+    bulk = build_bytes(entries, True, block_size=512)
+    assert bulk == build_bytes(entries, False, block_size=512)
+    fs = CrashFS()
+    with fs.open("/t.sst", "w") as file:
+        builder = TableBuilder(file, block_size=512)
+        assert builder.add_trusted_entries(iter(entries)) is None
+        builder.finish()
+    with TableReader(fs, "/t.sst", 1) as reader:
+        assert list(reader.iterate(None, None)) == entries
+        assert reader.get(entries[17][0], LATEST) == (10, b"v17")
+        assert reader.verify() > 0
+
+
 def test_bulk_add_split_and_resume():
     entries = numbered_entries(400, value_size=50)
     fs = CrashFS()

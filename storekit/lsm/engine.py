@@ -68,7 +68,7 @@ from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path
 from .block import MAX_SEQUENCE
 from .bloom import key_hash
 from .compaction import CompactionOptions
-from .jobs import BackgroundJobs
+from .jobs import BackgroundJobs, _Stopped
 from .manifest import VersionSet
 from .merge import (
     ScanIterator,
@@ -714,6 +714,12 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         self.flush()
         try:
             self._compact_range(low, high)
+        except _Stopped:
+            # close() from another thread, or a crash of the file system,
+            # stopped the compaction between two chunks.
+            raise ClosedError(
+                f"store {self.path} was closed during compact()"
+            ) from None
         except OSError as exc:
             # Every table the compaction read is still in place and named by
             # the manifest, so the store stays usable.

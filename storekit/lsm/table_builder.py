@@ -359,10 +359,9 @@ class TableBuilder:
                     shared = 0
                 unshared = key_size - shared
                 value_size = len(value)
-                if (unshared | value_size) < 0x80:
-                    # shared <= the key size, so it is below 0x80 as well
-                    # whenever unshared is: one struct call for the header,
-                    # key bytes and tag.
+                if (shared | unshared | value_size) < 0x80:
+                    # Each of the three varints fits in one byte: one struct
+                    # call for the header, key bytes and tag.
                     buffer += entry_structs[unshared].pack(
                         shared,
                         unshared,
