@@ -327,7 +327,12 @@ class TableOutputs:
         self._last_key = key
 
     def add_all(self, entries: Iterable[Entry]) -> None:
-        """Add every entry of ``entries``, in forward merge order, as ``add`` does."""
+        """Add every entry of ``entries``, in forward merge order, like ``add``.
+
+        Files split at the same size limit and only between keys, but the
+        size check counts a file's first key, so a file can end one key
+        earlier than ``add`` would end it.
+        """
         remaining = iter(entries)
         # A file starts only for an entry, so that no file stays empty.
         first = next(remaining, None)
