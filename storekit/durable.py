@@ -20,15 +20,14 @@ and write path but moves older data into sorted table files.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import posixpath
 import struct
 import threading
-import weakref
 from typing import Any
 
 from ._backend import framing
+from ._exit import close_at_exit, forget_at_exit
 from .batch import KIND_PUT, decode_batch, encode_batch
 from .errors import (
     ClosedError,
@@ -57,20 +56,6 @@ _RECORD_TRAILER = 2
 _TRAILER = struct.Struct("<QQQ")
 # Entries per checkpoint record.
 _CHECKPOINT_CHUNK = 1024
-
-_open_stores: weakref.WeakSet = weakref.WeakSet()
-
-
-def _close_open_stores() -> None:
-    """Flush and close stores still open at interpreter exit."""
-    for store in list(_open_stores):
-        try:
-            store.close()
-        except Exception as exc:  # noqa: BLE001 - log every store's failure
-            logger.error("closing %s at exit failed: %s", store, exc)
-
-
-atexit.register(_close_open_stores)
 
 
 def wait_for_synced_writes(store: Any) -> None:
@@ -184,7 +169,7 @@ class DurableStore(MemtableStore):
             raise
         self._assigned = self._last_sequence
         self._wal_bytes_at_checkpoint = self._wal.stats()["bytes_written"]
-        _open_stores.add(self)
+        close_at_exit(self)
 
     # -- recovery ---------------------------------------------------------------
 
@@ -454,7 +439,7 @@ class DurableStore(MemtableStore):
             wait_for_synced_writes(self)
             self._closed = True
             self._apply_cond.notify_all()
-        _open_stores.discard(self)
+        forget_at_exit(self)
         error: BaseException | None = None
         try:
             if self._wal is not None:

@@ -33,7 +33,6 @@ DurabilityError until the log is reopened.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import posixpath
 import threading
@@ -43,6 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._backend import framing
+from .._exit import close_at_exit, forget_at_exit
 from .._validate import check_value
 from ..errors import (
     ClosedError,
@@ -66,20 +66,6 @@ logger = logging.getLogger("storekit.eventlog")
 
 _BLOCK = framing.BLOCK_SIZE
 _LOCK_NAME = "LOCK"
-
-_open_logs: weakref.WeakSet = weakref.WeakSet()
-
-
-def _close_open_logs() -> None:
-    """Flush and close logs still open at interpreter exit."""
-    for log in list(_open_logs):
-        try:
-            log.close()
-        except Exception as exc:  # noqa: BLE001 - log every log's failure
-            logger.error("closing %r at exit failed: %s", log, exc)
-
-
-atexit.register(_close_open_logs)
 
 
 class EventLog(ReadsMixin, SegmentsMixin):
@@ -224,7 +210,7 @@ class EventLog(ReadsMixin, SegmentsMixin):
         except BaseException:
             self._release_resources()
             raise
-        _open_logs.add(self)
+        close_at_exit(self)
 
     # -- opening ---------------------------------------------------------------
 
@@ -569,7 +555,7 @@ class EventLog(ReadsMixin, SegmentsMixin):
             self._synced_cond.notify_all()
             self._appended.notify_all()
             self._release_resources()
-        _open_logs.discard(self)
+        forget_at_exit(self)
         if error is not None:
             raise error
 

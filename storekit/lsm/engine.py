@@ -24,19 +24,18 @@ all of them (storekit.lsm.merge) at one sequence number.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import posixpath
 import threading
 import time
-import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
 from sortedcontainers import SortedList
 
+from .._exit import close_at_exit, forget_at_exit
 from .._validate import (
     MAX_KEY_SIZE,
     MAX_VALUE_SIZE,
@@ -85,20 +84,6 @@ from .version import DEFAULT_MAX_LEVELS, Version
 __all__ = ["LSMStore"]
 
 logger = logging.getLogger("storekit.lsm")
-
-_open_stores: weakref.WeakSet = weakref.WeakSet()
-
-
-def _close_open_stores() -> None:
-    """Fsync and close LSM stores still open at interpreter exit."""
-    for store in list(_open_stores):
-        try:
-            store.close()
-        except Exception as exc:  # noqa: BLE001 - log every store's failure
-            logger.error("closing %s at exit failed: %s", store, exc)
-
-
-atexit.register(_close_open_stores)
 
 
 class LSMStore(RecoveryMixin, BackgroundJobs, Store):
@@ -266,7 +251,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         except BaseException:
             self._release_resources(failed_open=True)
             raise
-        _open_stores.add(self)
+        close_at_exit(self)
         self._start_background()
 
     # -- recovery ----------------------------------------------------------------
@@ -793,7 +778,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             self._closed = True
             self._cond.notify_all()
             self._apply_cond.notify_all()
-        _open_stores.discard(self)
+        forget_at_exit(self)
         self._stop_background()
         if not self._read_only and self._fs.epoch == self._epoch:
             self._delete_obsolete_files()

@@ -23,7 +23,6 @@ there, through the ``fs`` file-system seam.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import posixpath
@@ -32,6 +31,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .._exit import run_before_closing
 from .._validate import check_key, check_value, resolve_bounds
 from ..batch import KIND_DELETE, KIND_PUT, WriteBatch
 from ..errors import ClosedError, CorruptionError, DurabilityError
@@ -65,7 +65,7 @@ def _stop_movers() -> None:
         store._stop_mover()
 
 
-atexit.register(_stop_movers)
+run_before_closing(_stop_movers)
 
 
 def _is_empty(store: Store) -> bool:
