@@ -1395,6 +1395,27 @@ def test_get_hashed_matches_get(tmp_path):
         assert reader.bloom_checks == reader.bloom_passes + reader.bloom_negatives
 
 
+@pytest.mark.parametrize("bits_per_key", [10, 4])
+def test_get_hashed_bloom_matches_filter(tmp_path, bits_per_key):
+    # get_hashed inlines the 7-probe test of BloomFilter.may_contain_hash
+    # (10 bits per key) and calls the method for other probe counts: both
+    # must answer as the filter does for every absent key.
+    path = str(tmp_path / "000001.sst")
+    entries = numbered_entries(2000)
+    write_table(OS_FS, path, entries, bloom_bits_per_key=bits_per_key)
+    with TableReader(OS_FS, path, 1) as reader:
+        bloom = reader._filter
+        assert bloom is not None
+        for number in range(5000):
+            key = b"key%06d" % number + b"x"
+            if not entries[0][0] <= key <= entries[-1][0]:
+                continue
+            negatives = reader.bloom_negatives
+            assert reader.get_hashed(key, key_hash(key), LATEST) is None
+            ruled_out = reader.bloom_negatives == negatives + 1
+            assert ruled_out == (not bloom.may_contain(key))
+
+
 def test_get_hashed_closed_reader_raises(tmp_path):
     path = str(tmp_path / "000001.sst")
     entries = numbered_entries(50)
