@@ -30,8 +30,8 @@ ENTRY_OVERHEAD = 64
 ITERATION_CHUNK = 256
 
 
-#: Up to this many new keys are inserted one by one into the sorted keys;
-#: more are sorted in with one sort of the whole list.
+#: Up to this many new keys are inserted one by one into the sorted keys.
+#: More are merged in with one sort of the whole list.
 _INSORT_LIMIT = 64
 
 

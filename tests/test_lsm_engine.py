@@ -527,7 +527,7 @@ def test_cli_compact_reports_levels(tmp_path, capsys):
 @pytest.mark.parametrize("delay", [0.02, 0.1])
 def test_compact_racing_close_raises_closed_error(tmp_path, delay):
     # close() from another thread stops a compaction between two chunks;
-    # the caller of compact() sees ClosedError, never an internal exception.
+    # the caller of compact() gets ClosedError, never an internal exception.
     db = LSMStore(
         str(tmp_path / "db"),
         sync="none",

@@ -396,9 +396,9 @@ def test_slot_placement_follows_documented_rule():
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_slot_placement_balances_ten_nodes(seed):
-    # With one point per key (the classic ring) the busiest of 10 nodes
-    # with 160 virtual nodes often carries 1.15 to 1.25 times the mean;
-    # the three probes per slot keep it near 1.07.
+    # With one point per key (the classic ring), the busiest of 10 nodes
+    # with 160 virtual nodes often carries 1.15 to 1.25 times the mean.
+    # The three probes per slot keep it near 1.07.
     generator = random.Random(seed)
     names = [f"cache-{generator.getrandbits(48):012x}:11211" for _ in range(10)]
     shares = HashRing(names).load_shares()

@@ -288,7 +288,7 @@ class ShardedStore(Store):
         except _InvalidMap as exc:
             path = posixpath.join(directory, SHARD_MAP_FILE)
             raise CorruptionError(
-                f"shard map {path} passed its checksum but holds invalid ring "
+                f"shard map {path} passed its checksum but contains invalid ring "
                 f"settings: {exc.__cause__}",
                 path=path,
                 offset=12,
@@ -313,9 +313,9 @@ class ShardedStore(Store):
             except (TypeError, ValueError) as exc:
                 raise _InvalidMap from exc
         else:
-            given = (ring.vnodes, ring.hash_name, ring.slots)
-            stored = (shard_map.vnodes, shard_map.hash_name, shard_map.slots)
-            if given != stored:
+            ring_settings = (ring.vnodes, ring.hash_name, ring.slots)
+            map_settings = (shard_map.vnodes, shard_map.hash_name, shard_map.slots)
+            if ring_settings != map_settings:
                 raise ValueError(
                     f"ring has vnodes={ring.vnodes}, hash={ring.hash_name!r}, "
                     f"slots={ring.slots} but the shard map in {directory} has "
