@@ -71,13 +71,32 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def resolve_bounds(
-    start: object, end: object, prefix: object
-) -> tuple[bytes | None, bytes | None]:
-    """Combine ``start`` (inclusive), ``end`` (exclusive) and ``prefix`` into one range.
+def check_flag(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool, or raise TypeError naming it.
 
-    Returns ``(low, high)`` where None means unbounded on that side.
+    A string such as ``"no"`` is truthy, so accepting any object would
+    silently flip a flag that the caller meant to clear.
     """
+    if type(value) is not bool:
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def resolve_bounds(
+    start: object,
+    end: object,
+    prefix: object,
+    reverse: object = False,
+    keys_only: object = False,
+) -> tuple[bytes | None, bytes | None]:
+    """Check the arguments of ``scan`` and combine its bounds into one range.
+
+    ``start`` is inclusive and ``end`` exclusive. Returns ``(low, high)``
+    where None means unbounded on that side. ``reverse`` and ``keys_only``
+    must be bools.
+    """
+    check_flag(reverse, "reverse")
+    check_flag(keys_only, "keys_only")
     low = check_optional_key(start, "start")
     high = check_optional_key(end, "end")
     pre = check_optional_key(prefix, "prefix")

@@ -114,7 +114,7 @@ class MemtableStore(Store):
         reverse: bool = False,
         keys_only: bool = False,
     ) -> Iterator[ScanItem]:
-        low, high = resolve_bounds(start, end, prefix)
+        low, high = resolve_bounds(start, end, prefix, reverse, keys_only)
         with self._lock:
             self._check_open()
             sequence = self._last_sequence
@@ -290,7 +290,7 @@ class SequenceSnapshot(Snapshot):
         keys_only: bool = False,
     ) -> Iterator[ScanItem]:
         self._check_open()
-        low, high = resolve_bounds(start, end, prefix)
+        low, high = resolve_bounds(start, end, prefix, reverse, keys_only)
         return self._store._scan_at(low, high, reverse, keys_only, self._sequence)
 
     def close(self) -> None:

@@ -136,6 +136,17 @@ def test_scan_rejects_non_bytes_bound(
         list(db.scan(**{bound: bad}, reverse=True))
 
 
+@pytest.mark.parametrize("flag", ["reverse", "keys_only"])
+@pytest.mark.parametrize("bad", ["no", 0, 1, None])
+def test_scan_rejects_non_bool_flag(db: Store, flag: str, bad: Any) -> None:
+    # A truthy string such as "no" must not silently reverse the scan.
+    db.put(b"key", b"value")
+    with pytest.raises(TypeError, match=flag):
+        list(db.scan(**{flag: bad}))
+    with db.snapshot() as snapshot, pytest.raises(TypeError, match=flag):
+        list(snapshot.scan(**{flag: bad}))
+
+
 @pytest.mark.parametrize(("bad", "type_name"), NOT_BYTES)
 def test_batch_rejects_non_bytes(db: Store, bad: Any, type_name: str) -> None:
     batch = WriteBatch()

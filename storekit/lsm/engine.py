@@ -67,7 +67,7 @@ from ..wal import RECOVERY_MODES, SYNC_POLICIES, WAL, check_path
 from .block import MAX_SEQUENCE
 from .bloom import key_hash
 from .compaction import CompactionOptions
-from .jobs import BackgroundJobs, _Stopped
+from .jobs import BackgroundJobs, _Stopped, default_max_open_tables
 from .manifest import VersionSet
 from .merge import (
     ScanIterator,
@@ -105,6 +105,9 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
     - ``block_size`` (4096), ``compression`` (``"lz4"`` or None),
       ``bloom_bits_per_key`` (10; 0 disables the filter): table format.
     - ``block_cache_bytes`` (8 MiB): decoded blocks kept in memory.
+    - ``max_open_tables``: table files kept open, each with its index and
+      bloom filter in memory. The default is 1,000, or a quarter of the
+      process's open-file limit (``RLIMIT_NOFILE``) when that is lower.
     - ``level0_compaction_trigger`` (4 files), ``level0_slowdown_trigger``
       (8 files: each write first sleeps ``slowdown_delay`` seconds),
       ``level0_stop_trigger`` (12 files: writes wait).
@@ -137,6 +140,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         compression: str | None = "lz4",
         bloom_bits_per_key: int = 10,
         block_cache_bytes: int = 8 << 20,
+        max_open_tables: int | None = None,
         level0_compaction_trigger: int = 4,
         level0_slowdown_trigger: int = 8,
         level0_stop_trigger: int = 12,
@@ -207,6 +211,9 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         )
         check_int("max_levels", max_levels, 2)
         check_int("block_cache_bytes", block_cache_bytes, 0)
+        if max_open_tables is None:
+            max_open_tables = default_max_open_tables()
+        check_int("max_open_tables", max_open_tables, 1)
 
         self.path = check_path(path)
         self._fs = default_fs(fs)
@@ -238,7 +245,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         self._wal: WAL | None = None
         self._versions = VersionSet(self._fs, self.path, max_levels=max_levels)
         self._version: Version = self._versions.current
-        self._init_jobs(block_cache_bytes)
+        self._init_jobs(block_cache_bytes, max_open_tables)
 
         if not self._fs.exists(self.path):
             if read_only or not create:
@@ -589,7 +596,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
         reverse: bool = False,
         keys_only: bool = False,
     ) -> Iterator[ScanItem]:
-        low, high = resolve_bounds(start, end, prefix)
+        low, high = resolve_bounds(start, end, prefix, reverse, keys_only)
         with self._lock:
             self._check_open()
             sequence = self._last_sequence

@@ -436,7 +436,7 @@ class ShardedStore(Store):
         Merging costs O(log S) per key for S shards, plus one ring lookup
         per key to hide copies that are not current.
         """
-        resolve_bounds(start, end, prefix)
+        resolve_bounds(start, end, prefix, reverse, keys_only)
         self._check_open()
         sources: list[tuple[str, Iterator[Any]]] = []
         with self._gate.exclusive():
