@@ -77,6 +77,8 @@ def test_bad_arguments_raise(tmp_path):
         ("read_only", "yes", TypeError),
         ("level_size_ratio", 1, ValueError),
         ("slowdown_delay", -1, ValueError),
+        ("max_open_tables", 0, ValueError),
+        ("max_open_tables", 2.5, TypeError),
     ],
 )
 def test_invalid_option_raises(tmp_path, option, value, error):
@@ -361,6 +363,55 @@ def test_stats_count_bloom_and_cache(tmp_path):
         assert stats["bloom_saved_reads"] >= 1900
         assert stats["block_cache_hits"] >= 2
         assert stats["block_cache_misses"] >= 1
+
+
+def _open_table_fds(path: str) -> int:
+    """Count this process's file descriptors on table files under ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(path) and target.endswith(".sst"):
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_open_tables_stay_within_limit(tmp_path):
+    path = str(tmp_path / "db")
+    expected = {}
+    # 12 tables on level 0 (no compaction), each holding 50 keys.
+    with LSMStore(
+        path,
+        background=False,
+        level0_compaction_trigger=100,
+        level0_slowdown_trigger=100,
+        level0_stop_trigger=100,
+    ) as db:
+        for table in range(12):
+            for i in range(50):
+                key = b"k%04d" % (i * 12 + table)
+                expected[key] = b"v%d" % table
+                db.put(key, expected[key])
+            db.flush()
+        assert db.stats()["levels"][0]["tables"] == 12
+    with LSMStore(path, max_open_tables=3) as db:
+        scan = db.scan()
+        assert next(scan) == (b"k0000", expected[b"k0000"])
+        for key, value in expected.items():
+            assert db.get(key) == value
+            assert db.stats()["open_tables"] <= 3
+        assert _open_table_fds(path) <= 3 + 12
+        # The scan began before its readers were dropped and still reads them.
+        assert [b"k0000", *(key for key, _ in scan)] == sorted(expected)
+        del scan
+        assert _open_table_fds(path) <= 3
+        stats = db.stats()
+        assert stats["table_cache_evictions"] >= 9
+        assert stats["open_tables"] <= 3
+    assert _open_table_fds(path) == 0
 
 
 def test_writes_stall_and_log_when_flushes_fall_behind(tmp_path, caplog):

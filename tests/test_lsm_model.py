@@ -23,6 +23,9 @@ TINY = {
     "level_size_ratio": 2,
     "max_levels": 4,
     "block_cache_bytes": 16 * 1024,
+    # Fewer than the tables these examples make, so readers are dropped
+    # and reopened while scans and snapshots still use them.
+    "max_open_tables": 3,
 }
 
 # A few fixed keys make overwrites and deletes of live keys common. The

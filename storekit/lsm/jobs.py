@@ -52,9 +52,12 @@ class BackgroundJobs:
 
     # -- state -------------------------------------------------------------------
 
-    def _init_jobs(self, block_cache_bytes: int) -> None:
+    def _init_jobs(self, block_cache_bytes: int, max_open_tables: int) -> None:
         self._block_cache = BlockCache(block_cache_bytes)
+        # Open table readers in the order they were opened. Past
+        # max_open_tables the oldest is dropped (see _reader).
         self._readers: dict[int, TableReader] = {}
+        self._max_open_tables = max_open_tables
         self._readers_lock = threading.Lock()
 
         self._flush_lock = threading.Lock()
@@ -87,6 +90,7 @@ class BackgroundJobs:
                 "compaction_entries_dropped",
                 "background_errors",
                 "stalls",
+                "table_cache_evictions",
             ),
             0,
         )
@@ -472,7 +476,23 @@ class BackgroundJobs:
                         f"table {path} named by the manifest is missing", path, 0
                     ) from None
                 self._readers[meta.number] = reader
+                if len(self._readers) > self._max_open_tables:
+                    self._drop_oldest_reader_locked()
         return reader
+
+    def _drop_oldest_reader_locked(self) -> None:
+        """Forget the reader opened first, to stay within ``max_open_tables``.
+
+        The reader is not closed here, because a get or scan in another
+        thread may still use it. ``TableReader.__del__`` closes its file
+        once the last such reference is gone. Dropping by open order and
+        not by last use keeps the lookup path free of bookkeeping.
+        """
+        oldest = next(iter(self._readers))
+        reader = self._readers.pop(oldest)
+        for name in _READER_COUNTERS:
+            self._retired_reader_counters[name] += getattr(reader, name)
+        self._counters["table_cache_evictions"] += 1
 
     def _retire_reader(self, reader: TableReader) -> None:
         for name in _READER_COUNTERS:
@@ -534,6 +554,7 @@ class BackgroundJobs:
             + counters["compaction_bytes_written"],
             "stall_seconds": self._stall_seconds,
             "slowdowns": self._slowdowns,
+            "open_tables": len(self._readers),
             "block_cache_hits": self._block_cache.hits,
             "block_cache_misses": self._block_cache.misses,
             "block_cache_bytes": self._block_cache.usage,
@@ -548,6 +569,24 @@ class BackgroundJobs:
             or self._compaction_lock.locked(),
         }
 
+
+def default_max_open_tables() -> int:
+    """Return 1,000, or a quarter of the soft open-file limit when that is lower."""
+    limit = _DEFAULT_MAX_OPEN_TABLES
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return limit
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        limit = min(limit, max(_MIN_OPEN_TABLES, soft // 4))
+    return limit
+
+
+#: LevelDB's default for its max_open_files option.
+_DEFAULT_MAX_OPEN_TABLES = 1000
+#: Floor of the limit derived from RLIMIT_NOFILE.
+_MIN_OPEN_TABLES = 16
 
 _READER_COUNTERS = (
     "bloom_checks",

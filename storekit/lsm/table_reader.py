@@ -694,6 +694,13 @@ class TableReader:
             self._closed = True
             self._file.close()
 
+    def __del__(self) -> None:
+        # LSMStore drops readers past max_open_tables without closing them,
+        # because a scan in another thread may still use one. The file
+        # closes here, once nothing references the reader.
+        if not getattr(self, "_closed", True) and hasattr(self, "_file"):
+            self.close()
+
     def __enter__(self) -> TableReader:
         return self
 
