@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import threading
+import time
 
 import pytest
 
@@ -325,6 +326,32 @@ def test_full_compaction_drops_tombstones_and_old_versions(tmp_path):
 
 
 # -- levels, stats and backpressure ------------------------------------------------------
+
+
+def test_full_compaction_leaves_one_level(tmp_path):
+    # 2.2 MiB of keys and values in one memtable, so compact() starts with
+    # one level-0 table. Level 1 has a target of 256 KiB and level 2 of 2 MiB, so the
+    # data must end in level 3: in level 1 or 2 the background thread
+    # would at once move part of it one level down.
+    rnd = random.Random(2)
+    with LSMStore(
+        str(tmp_path / "db"),
+        memtable_bytes=8 << 20,
+        table_bytes=256 * 1024,
+        level1_bytes=256 * 1024,
+        level_size_ratio=8,
+    ) as db:
+        expected = {}
+        for i in rnd.sample(range(20_000), 20_000):
+            expected[b"%08d" % i] = rnd.randbytes(100)
+            db.put(b"%08d" % i, expected[b"%08d" % i])
+        db.compact()
+        tables = [level["tables"] for level in db.stats()["levels"]]
+        assert tables[3] > 0, tables
+        assert sum(tables) == tables[3], tables
+        time.sleep(0.3)  # time for a background compaction to start
+        assert [level["tables"] for level in db.stats()["levels"]] == tables
+        assert dict(db.scan()) == expected
 
 
 def test_engine_builds_levels_and_bounds_memtable(tmp_path):

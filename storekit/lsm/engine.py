@@ -697,9 +697,11 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
     def compact(self, start: bytes | None = None, end: bytes | None = None) -> None:
         """Flush, then compact every level's tables in ``[start, end)`` down to one level.
 
-        The range's data ends in the deepest level that contains data, with
-        overwritten values and deleted keys dropped where no snapshot needs
-        them. Runs in the calling thread; background compactions wait.
+        The range's data ends in one level: the deepest that contains data,
+        or a deeper one when the data exceeds that level's target size.
+        Overwritten values and deleted keys are dropped where no snapshot
+        needs them. Runs in the calling thread, and background compactions
+        wait until it returns.
         """
         low = check_optional_key(start, "start")
         high = check_optional_key(end, "end")

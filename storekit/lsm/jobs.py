@@ -25,6 +25,7 @@ from .block_cache import BlockCache
 from .compaction import (
     Compaction,
     TableOutputs,
+    level_max_bytes,
     level_scores,
     manual_compaction,
     pick_compaction,
@@ -356,23 +357,40 @@ class BackgroundJobs:
             return True
 
     def _compact_range(self, low: bytes | None, high: bytes | None) -> None:
-        """Compact ``[low, high]`` level by level into the deepest non-empty level."""
-        with self._lock:
-            deepest = max(self._version.deepest_nonempty_level(), 1)
-        for level in range(deepest):
-            self._compact_level(level, low, high)
+        """Compact ``[low, high]`` level by level into one level that fits it.
+
+        That is the deepest non-empty level, or a deeper one when the data
+        is larger than the level's target size: otherwise background
+        compaction would at once move part of it one level down again.
+        Background compactions wait until the whole range is done.
+        """
+        with self._compaction_lock:
+            with self._lock:
+                deepest = max(self._version.deepest_nonempty_level(), 1)
+            first = 0
+            while True:
+                for level in range(first, deepest):
+                    self._compact_level(level, low, high)
+                with self._lock:
+                    version = self._version
+                if deepest + 1 >= version.max_levels or version.level_bytes(
+                    deepest
+                ) <= level_max_bytes(self._options, deepest):
+                    break
+                first = deepest
+                deepest += 1
+            del version
         self._delete_obsolete_files()
 
     def _compact_level(self, level: int, low: bytes | None, high: bytes | None) -> None:
         # A separate frame, so the old version is released before the
-        # obsolete tables are deleted.
-        with self._compaction_lock:
-            with self._lock:
-                self._check_open()
-                version = self._version
-            compaction = manual_compaction(version, level, low, high)
-            if compaction is not None:
-                self._run_compaction_job(compaction, version, allow_move=False)
+        # obsolete tables are deleted. The caller holds the compaction lock.
+        with self._lock:
+            self._check_open()
+            version = self._version
+        compaction = manual_compaction(version, level, low, high)
+        if compaction is not None:
+            self._run_compaction_job(compaction, version, allow_move=False)
 
     def _run_compaction_job(
         self, compaction: Compaction, version: Version, allow_move: bool
