@@ -330,9 +330,9 @@ def test_full_compaction_drops_tombstones_and_old_versions(tmp_path):
 
 def test_full_compaction_leaves_one_level(tmp_path):
     # 2.2 MiB of keys and values in one memtable, so compact() starts with
-    # one level-0 table. Level 1 has a target of 256 KiB and level 2 of 2 MiB, so the
-    # data must end in level 3: in level 1 or 2 the background thread
-    # would at once move part of it one level down.
+    # one level-0 table. Level 1 has a target of 256 KiB and level 2 of
+    # 2 MiB, so the data must end in level 3: in level 1 or 2 the
+    # background thread would at once move part of it one level down.
     rnd = random.Random(2)
     with LSMStore(
         str(tmp_path / "db"),
