@@ -162,6 +162,7 @@ class DurableStore(MemtableStore):
                 read_only=read_only,
                 first_segment=first_segment,
                 must_exist=self._fs.exists(self._checkpoint_path),
+                expected_segment=first_segment,
             )
             self._replay(checkpoint_sequence, first_segment)
         except BaseException:

@@ -203,8 +203,11 @@ class WAL:
     """A write-ahead log in directory ``path``.
 
     ``sync`` is one of SYNC_POLICIES and ``recovery`` one of RECOVERY_MODES.
-    ``read_only=True`` recovers without changing any file. All methods are
-    thread-safe.
+    ``read_only=True`` recovers without changing any file.
+    ``expected_segment`` is the first segment that the owner's checkpoint
+    or manifest names (0 for none). When it is missing, recovery raises
+    CorruptionError, or logs a warning under ``point_in_time``. All
+    methods are thread-safe.
     """
 
     def __init__(
@@ -220,6 +223,7 @@ class WAL:
         read_only: bool = False,
         first_segment: int = 1,
         must_exist: bool = False,
+        expected_segment: int = 0,
     ) -> None:
         if sync not in SYNC_POLICIES:
             raise ValueError(f"sync must be one of {SYNC_POLICIES}, not {sync!r}")
@@ -240,6 +244,7 @@ class WAL:
                 f"not {sync_interval!r}"
             )
         _check_positive_int("first_segment", first_segment, 0)
+        _check_positive_int("expected_segment", expected_segment, 0)
         self.path = check_path(path)
         self.sync_policy = sync
         self._batch_policy = sync == "batch"
@@ -286,7 +291,7 @@ class WAL:
             if read_only:
                 raise FileNotFoundError(f"WAL directory {self.path} does not exist")
             self._fs.mkdir(self.path)
-        self._recover()
+        self._recover(expected_segment)
         if not read_only:
             self._open_for_append()
 
@@ -295,8 +300,10 @@ class WAL:
     def _segment_path(self, number: int) -> str:
         return posixpath.join(self.path, segment_name(number))
 
-    def _recover(self) -> None:
+    def _recover(self, expected_segment: int) -> None:
         numbers = list_segments(self._fs, self.path)
+        if expected_segment and expected_segment not in numbers:
+            self._handle_missing_segment(expected_segment)
         if numbers:
             self._next_number = max(self._next_number, numbers[-1] + 1)
         for index, number in enumerate(numbers):
@@ -311,6 +318,38 @@ class WAL:
             later = numbers[index + 1 :]
             self._handle_damage(number, path, data, valid_end, offset, reason, later)
             return
+
+    def _handle_missing_segment(self, number: int) -> None:
+        """Report that the segment the owner's checkpoint or manifest names is missing.
+
+        Every segment's header is fsynced when the segment starts, before
+        its owner can record it in a checkpoint or manifest, so a crash
+        cannot remove it. Its absence means that someone deleted it, with
+        every record it contained.
+        """
+        path = self._segment_path(number)
+        if self.recovery_mode != "point_in_time":
+            raise CorruptionError(
+                f"WAL segment {path} is missing, but the store's checkpoint or "
+                "manifest names it: the writes it contained are lost. Open with "
+                "recovery='point_in_time' to keep the data recorded elsewhere.",
+                path,
+                0,
+            )
+        logger.warning(
+            "WAL recovery (point_in_time): segment %s named by the store is "
+            "missing, so the writes it contained are lost",
+            path,
+        )
+        self.recovery["events"].append(
+            {
+                "file": path,
+                "offset": 0,
+                "damage_offset": 0,
+                "reason": "missing segment",
+                "dropped_bytes": 0,
+            }
+        )
 
     def _check_segment(self, number: int, path: str, data: bytes, newest: bool):
         """Return ``(valid_end, damage)`` where damage is None or (offset, reason)."""
@@ -438,6 +477,9 @@ class WAL:
         handle = self._fs.open(path, "w")
         try:
             handle.append(_SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, number))
+            # Durable before any checkpoint or manifest can name the
+            # segment, so recovery can treat a missing one as lost data.
+            handle.sync()
         except BaseException:
             handle.close()
             raise

@@ -115,6 +115,31 @@ def _open_lsm(path: str) -> storekit.Store:
     return storekit.open(path)
 
 
+@pytest.mark.parametrize("engine", ["durable", "lsm"])
+def test_deleted_newest_wal_segment_raises(tmp_path: Path, engine: str) -> None:
+    # The checkpoint or manifest names the segment that contains every
+    # write after it, so deleting that file must not pass as an empty log.
+    from storekit.lsm import LSMStore
+
+    open_store = {"durable": storekit.DurableStore, "lsm": LSMStore}[engine]
+    path = tmp_path / "db"
+    with open_store(str(path), sync="always") as db:
+        db.put(b"old", b"1")
+        if engine == "durable":
+            db.checkpoint()
+        else:
+            db.flush()
+        db.put(b"new", b"2")
+    segments = sorted((path / "wal").glob("*.wal"))
+    assert len(segments) == 1
+    segments[0].unlink()
+    with pytest.raises(CorruptionError, match="is missing"):
+        open_store(str(path))
+    with open_store(str(path), recovery="point_in_time") as db:
+        assert db.get(b"old") == b"1"
+        assert db.get(b"new") is None
+
+
 @pytest.mark.parametrize("opener", [_open_lsm, _open_durable], ids=["lsm", "durable"])
 def test_missing_wal_directory_raises_corruption(tmp_path: Path, opener) -> None:
     path = str(tmp_path / "db")

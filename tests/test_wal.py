@@ -11,6 +11,7 @@ import pytest
 
 import storekit
 from storekit.batch import KIND_PUT, encode_batch
+from storekit.testing import CRASH_MODES, CrashFS
 from storekit.wal import SEGMENT_HEADER_SIZE, WAL, Position, WALReader, segment_name
 
 
@@ -358,3 +359,43 @@ def test_tailing_reader_reports_removed_segment(tmp_path):
         with pytest.raises(storekit.OffsetError) as info:
             reader.poll()
     assert info.value.first_offset.segment > 1
+
+
+def test_missing_expected_segment_raises(tmp_path):
+    with WAL(str(tmp_path)) as wal:
+        wal.append(b"a")
+        second = wal.rotate()
+        wal.append(b"b")
+    os.remove(os.path.join(tmp_path, segment_name(second)))
+    for mode in ("tolerate_tail", "strict"):
+        with pytest.raises(storekit.CorruptionError, match=segment_name(second)):
+            WAL(str(tmp_path), recovery=mode, expected_segment=second)
+
+
+def test_missing_expected_segment_point_in_time(tmp_path, caplog):
+    with WAL(str(tmp_path)) as wal:
+        wal.append(b"a")
+        second = wal.rotate()
+        wal.append(b"b")
+    os.remove(os.path.join(tmp_path, segment_name(second)))
+    with caplog.at_level(logging.WARNING, logger="storekit"):
+        with WAL(
+            str(tmp_path), recovery="point_in_time", expected_segment=second
+        ) as wal:
+            assert [payload for _, payload in wal.replay()] == [b"a"]
+            reasons = [event["reason"] for event in wal.recovery["events"]]
+    assert reasons == ["missing segment"]
+    assert segment_name(second) in caplog.text
+
+
+@pytest.mark.parametrize("mode", CRASH_MODES)
+def test_segment_header_survives_crash(mode):
+    # An owner may name a segment in its checkpoint as soon as the segment
+    # starts, so the segment must survive a crash before any record syncs.
+    fs = CrashFS(seed=3)
+    wal = WAL("/wal", sync="none", fs=fs)
+    wal.append(b"unsynced")
+    number = wal.rotate()
+    fs.crash(mode=mode)
+    with WAL("/wal", fs=fs, expected_segment=number) as recovered:
+        assert number in recovered.segments()

@@ -76,6 +76,7 @@ class RecoveryMixin:
             # With a manifest in place the WAL directory existed; recreating
             # it empty would silently drop the writes that were only there.
             must_exist=existed,
+            expected_segment=versions.wal_segment,
         )
         if not self._read_only and versions.wal_segment:
             # A crash after a flush's manifest edit but before the removal
