@@ -135,6 +135,29 @@ def test_manifest_damage_before_valid_records_raises():
     assert caught.value.offset == MANIFEST_HEADER_SIZE
 
 
+def test_manifest_damage_in_block_keeps_tables():
+    # A flipped bit in an early edit, with valid edits after it in the same
+    # block. Skipping it as a torn tail would drop the later edits, and
+    # open would then delete the live tables as orphans.
+    fs = CrashFS(seed=5)
+    store_with_tables(fs)
+    path = current_manifest(fs)
+    tables = sorted(name for name in fs.listdir("/db") if name.endswith(".sst"))
+    data = bytearray(fs.read_file(path))
+    first_length = data[MANIFEST_HEADER_SIZE + 4] | data[MANIFEST_HEADER_SIZE + 5] << 8
+    second = MANIFEST_HEADER_SIZE + 7 + first_length
+    assert second + 7 < len(data), "the manifest needs a second record"
+    data[second + 8] ^= 0x02
+    with fs.open(path, "w") as handle:
+        handle.append(bytes(data))
+        handle.sync()
+    with pytest.raises(CorruptionError) as caught:
+        LSMStore("/db", fs=fs)
+    assert caught.value.path == path
+    assert caught.value.offset == second
+    assert sorted(n for n in fs.listdir("/db") if n.endswith(".sst")) == tables
+
+
 def test_current_with_garbage_raises():
     fs = CrashFS(seed=4)
     store_with_tables(fs)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from .._backend import framing
 from ..errors import ClosedError, CorruptionError
 from ..fs import File, FileSystem
-from ..wal import iter_records
+from ..wal import find_valid_record_after, iter_records
 from .version import DEFAULT_MAX_LEVELS, FileMetadata, Version, VersionEdit
 
 __all__ = [
@@ -246,7 +246,11 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
     )
     if status != framing.STATUS_OK:
         damage = bad_position if bad_position >= 0 else next_position
-        if framing.first_valid_header(data, 0, damage + 1) >= 0:
+        # The same test as the WAL's: a valid record anywhere after the
+        # damage, in this block or a later one, proves it is not a torn
+        # tail. Skipping it would drop edits, and then open would delete
+        # the live tables they added as orphans.
+        if find_valid_record_after(data, 0, damage) >= 0:
             raise CorruptionError(
                 f"manifest {path} is damaged at offset {damage} "
                 f"({framing.REASON_TEXT[reason]}) and valid records follow",
