@@ -131,7 +131,14 @@ def find_valid_record_after(buffer: bytes, base_offset: int, position: int) -> i
     the rest of the damaged block, where a record may start anywhere. A
     candidate counts only when a whole record (FULL, or FIRST to LAST)
     parses there with matching checksums.
+
+    When the record at ``position`` has only valid fragments and the
+    buffer ends before its last one, the write of a large record was cut
+    off: its own later fragments are no evidence, and -1 is returned.
     """
+    fragments, _, status, _, _ = framing.scan(buffer, position, base_offset)
+    if not fragments and status == framing.STATUS_TRUNCATED:
+        return -1
     found = framing.first_valid_header(buffer, base_offset, position + 1)
     if found >= 0:
         return found

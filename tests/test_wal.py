@@ -399,3 +399,32 @@ def test_segment_header_survives_crash(mode):
     fs.crash(mode=mode)
     with WAL("/wal", fs=fs, expected_segment=number) as recovered:
         assert number in recovered.segments()
+
+
+def test_torn_multi_block_record_is_cut(tmp_path):
+    # A crash in the middle of a record that spans four blocks leaves its
+    # first fragments intact. They are not valid records after the damage.
+    with WAL(str(tmp_path), sync="always") as wal:
+        wal.append(b"small")
+        wal.append(b"x" * 100_000)
+    segment = _last_segment(tmp_path)
+    os.truncate(segment, os.path.getsize(segment) - 100)
+    with WAL(str(tmp_path)) as wal:
+        assert [payload for _, payload in wal.replay()] == [b"small"]
+        assert wal.recovery["events"][0]["reason"] == "record cut off at end of file"
+
+
+def test_damaged_start_of_multi_block_record_raises(tmp_path):
+    # The same record complete on disk but with a flipped byte in its first
+    # fragment: its valid later fragments show this is not a torn write.
+    with WAL(str(tmp_path), sync="always") as wal:
+        wal.append(b"small")
+        position = wal.append(b"x" * 100_000)
+    segment = _last_segment(tmp_path)
+    with open(segment, "r+b") as handle:
+        handle.seek(position.offset + 20)
+        byte = handle.read(1)
+        handle.seek(position.offset + 20)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(storekit.CorruptionError, match="valid records follow"):
+        WAL(str(tmp_path))
