@@ -106,15 +106,17 @@ def parse_segment_name(name: str) -> int | None:
     return None
 
 
+def _not_a_directory(path: str) -> CorruptionError:
+    return CorruptionError(f"WAL path {path} is a file, not a directory", path, None)
+
+
 def list_segments(fs: FileSystem, path: str) -> list[int]:
     """Return the segment numbers in directory ``path``, ascending."""
     numbers = []
     try:
         names = fs.listdir(path)
     except NotADirectoryError:
-        raise CorruptionError(
-            f"WAL path {path} is a file, not a directory", path, None
-        ) from None
+        raise _not_a_directory(path) from None
     for name in names:
         number = parse_segment_name(name)
         if number is not None:
@@ -210,8 +212,9 @@ class WAL:
     """A write-ahead log in directory ``path``.
 
     ``sync`` is one of SYNC_POLICIES and ``recovery`` one of RECOVERY_MODES.
-    ``read_only=True`` recovers without changing any file.
-    ``expected_segment`` is the first segment that the owner's checkpoint
+    ``read_only=True`` recovers without changing any file and takes no
+    lock. A writer holds ``LOCK`` in the directory until ``close``, so a
+    second writer raises LockedError. ``expected_segment`` is the first segment that the owner's checkpoint
     or manifest names (0 for none). When it is missing, recovery raises
     CorruptionError, or logs a warning under ``point_in_time``. All
     methods are thread-safe.
@@ -298,9 +301,27 @@ class WAL:
             if read_only:
                 raise FileNotFoundError(f"WAL directory {self.path} does not exist")
             self._fs.mkdir(self.path)
-        self._recover(expected_segment)
+        # Two writers would each append to their own newest segment, so an
+        # older segment could end in a torn write. Readers take no lock.
+        self._file_lock = None
         if not read_only:
-            self._open_for_append()
+            try:
+                self._file_lock = self._fs.lock(posixpath.join(self.path, "LOCK"))
+            except NotADirectoryError:
+                raise _not_a_directory(self.path) from None
+        try:
+            self._recover(expected_segment)
+            if not read_only:
+                self._open_for_append()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _release_lock(self) -> None:
+        if self._file_lock is not None:
+            if self._fs.epoch == self._epoch:
+                self._file_lock.release()
+            self._file_lock = None
 
     # -- recovery -------------------------------------------------------------
 
@@ -837,6 +858,7 @@ class WAL:
             if self._file is not None and alive:
                 self._file.close()
             self._file = None
+            self._release_lock()
             self._synced_cond.notify_all()
         if error is not None:
             raise DurabilityError(

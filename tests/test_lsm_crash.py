@@ -172,7 +172,11 @@ def test_failed_flush_keeps_wal_and_is_not_referenced(background):
         db.flush()
     assert db.get(b"a") == b"1"
     # The failed memtable's WAL segment is still there, the table is not.
-    wal_files = fs.listdir(posixpath.join(PATH, "wal"))
+    wal_files = [
+        name
+        for name in fs.listdir(posixpath.join(PATH, "wal"))
+        if name.endswith(".wal")
+    ]
     assert len(wal_files) == 2
     assert not [name for name in fs.listdir(PATH) if name.endswith(".sst")]
 
@@ -205,7 +209,11 @@ def test_failed_flush_then_crash_recovers_from_wal():
 
 def wal_segments(fs: CrashFS) -> list[str]:
     directory = posixpath.join(PATH, "wal")
-    return [posixpath.join(directory, name) for name in fs.listdir(directory)]
+    return [
+        posixpath.join(directory, name)
+        for name in fs.listdir(directory)
+        if name.endswith(".wal")
+    ]
 
 
 def rewrite(fs: CrashFS, path: str, data: bytes) -> None:

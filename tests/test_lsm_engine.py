@@ -79,6 +79,9 @@ def test_bad_arguments_raise(tmp_path):
         ("level_size_ratio", 1, ValueError),
         ("slowdown_delay", -1, ValueError),
         ("max_open_tables", 0, ValueError),
+        ("max_levels", 65, ValueError),
+        ("level0_compaction_trigger", 20, ValueError),
+        ("level0_slowdown_trigger", 13, ValueError),
         ("max_open_tables", 2.5, TypeError),
     ],
 )
@@ -108,7 +111,11 @@ def test_flush_writes_table_and_removes_wal_segments(tmp_path):
         db.flush()
         assert level_tables(db)[0] == 1
         assert db.stats()["memtable_bytes"] == 0
-        segments = sorted(os.listdir(os.path.join(path, "wal")))
+        segments = [
+            name
+            for name in os.listdir(os.path.join(path, "wal"))
+            if name.endswith(".wal")
+        ]
         # Only the segment started by the flush is left.
         assert len(segments) == 1
 

@@ -158,6 +158,18 @@ def test_sharded_rejects_bad_arguments():
         ShardedStore(memory_shards("ab"), fs=CrashFS(seed=1))
 
 
+def test_sharded_rejects_one_store_twice():
+    # Removing one name would move its keys into the same store and then
+    # delete the old copies, which are the only ones.
+    shared = MemoryStore()
+    with pytest.raises(ValueError, match="'a' and 'b' are the same store"):
+        ShardedStore({"a": shared, "b": shared})
+    db = ShardedStore({"a": shared})
+    with pytest.raises(ValueError, match="already shard 'a'"):
+        db.add_shard("b", shared)
+    assert set(db.ring.nodes) == {"a"}
+
+
 def test_sharded_empty_value_and_nul_keys():
     db = ShardedStore(memory_shards())
     db.put(b"a,\x00", b"1")
@@ -438,7 +450,10 @@ def test_sharded_atomic_batch_reopen_cleans_log():
     reopened = ShardedStore(shards, path="/map", fs=fs)
     assert reopened.stats()["recovered_batches"] == 0
     assert len(reopened) == 40
-    assert len(fs.listdir("/map/coordinator")) == 1
+    segments = [
+        name for name in fs.listdir("/map/coordinator") if name.endswith(".wal")
+    ]
+    assert len(segments) == 1
     assert reopened.stats()["coordinator"]["wal"]["segments"] == 1
 
 

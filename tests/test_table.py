@@ -33,7 +33,9 @@ from storekit.lsm.block import (
     BlockFormatError,
     DataBlock,
     decode_data_entries,
+    seal_block,
     shortest_separator,
+    unseal_block,
 )
 from storekit.lsm.block_cache import BlockCache
 from storekit.lsm.bloom import BloomFilter, BloomFilterBuilder, key_hash
@@ -1425,3 +1427,18 @@ def test_get_hashed_closed_reader_raises(tmp_path):
     key = entries[10][0]
     with pytest.raises(ClosedError):
         reader.get_hashed(key, key_hash(key), LATEST)
+
+
+@pytest.mark.parametrize("claim", [0xFFFFFFF0, 0x7FFFFFF0, 300 * 1024])
+def test_forged_lz4_length_raises_before_allocating(claim):
+    # A checksummed block whose LZ4 header claims far more bytes than its
+    # compressed data can expand to. Without a bound, lz4 would first
+    # allocate the claimed size (up to 4 GiB) and then fail.
+    sealed = seal_block(b"abcd" * 256, 1)  # 1 is COMPRESSION_LZ4
+    size = len(sealed) - BLOCK_TRAILER_SIZE
+    assert sealed[size] == 1, "the block must be stored compressed"
+    typed = struct.pack("<I", claim) + sealed[4 : size + 1]
+    forged = typed + struct.pack("<I", xxhash.xxh32_intdigest(typed))
+    with pytest.raises(BlockFormatError, match=f"claims {claim} bytes"):
+        unseal_block(forged, size, True, None)
+    assert unseal_block(sealed, size, True, None) == b"abcd" * 256

@@ -428,3 +428,21 @@ def test_damaged_start_of_multi_block_record_raises(tmp_path):
         handle.write(bytes([byte[0] ^ 0x01]))
     with pytest.raises(storekit.CorruptionError, match="valid records follow"):
         WAL(str(tmp_path))
+
+
+def test_second_writer_raises_locked_error(tmp_path):
+    with WAL(str(tmp_path)) as wal:
+        wal.append(b"a")
+        with pytest.raises(storekit.LockedError, match="LOCK"):
+            WAL(str(tmp_path))
+        # A reader takes no lock.
+        with WAL(str(tmp_path), read_only=True) as reader:
+            assert [payload for _, payload in reader.replay()] == [b"a"]
+    with WAL(str(tmp_path)) as wal:
+        assert [payload for _, payload in wal.replay()] == [b"a"]
+
+
+def test_wal_of_open_store_is_locked(tmp_path):
+    with storekit.open(str(tmp_path / "db")):
+        with pytest.raises(storekit.LockedError):
+            WAL(str(tmp_path / "db" / "wal"))

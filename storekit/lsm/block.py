@@ -233,6 +233,12 @@ def seal_block(contents: bytes, compression: int) -> bytes:
 # -- reading -------------------------------------------------------------------
 
 
+#: Bound on uncompressed / compressed size of an LZ4 block. A match
+#: length spends one extra byte per 255 bytes of output, so no block
+#: expands by a larger factor.
+_LZ4_MAX_RATIO = 255
+
+
 def unseal_block(
     raw: bytes, size: int, verify_checksum: bool, max_contents: int | None
 ) -> bytes:
@@ -264,6 +270,13 @@ def unseal_block(
     if size < 4:
         raise BlockFormatError(f"LZ4 block of {size} bytes has no length header")
     (uncompressed_size,) = _U32.unpack_from(raw, 0)
+    if uncompressed_size > _LZ4_MAX_RATIO * (size - 4) + 16:
+        # No LZ4 block expands more than this, so the header is corrupt;
+        # checking first avoids allocating what it claims.
+        raise BlockFormatError(
+            f"LZ4 header claims {uncompressed_size} bytes, more than "
+            f"{size - 4} compressed bytes can hold"
+        )
     if max_contents is not None and uncompressed_size > max_contents:
         raise BlockFormatError(
             f"LZ4 header claims {uncompressed_size} bytes, more than the "

@@ -77,7 +77,13 @@ from .merge import (
     merge_visible,
     visible_items,
 )
-from .options import MAX_BLOCK_SIZE, MAX_BLOOM_BITS_PER_KEY, check_at_most, check_int
+from .options import (
+    MAX_BLOCK_SIZE,
+    MAX_BLOOM_BITS_PER_KEY,
+    MAX_LEVELS,
+    check_at_most,
+    check_int,
+)
 from .recovery import Frozen, RecoveryMixin
 from .version import DEFAULT_MAX_LEVELS, Version
 
@@ -113,7 +119,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
       ``level0_stop_trigger`` (12 files: writes wait).
     - ``level1_bytes`` (10 MiB) and ``level_size_ratio`` (10): level ``n``
       may hold ``level1_bytes * level_size_ratio ** (n - 1)`` bytes.
-    - ``max_levels`` (7).
+    - ``max_levels`` (7, at most 64).
     - ``background`` (True): run flushes and compactions in a background
       thread; with False the writer that fills a memtable runs them.
     - ``verify_checksums`` (True): check data block checksums on reads.
@@ -180,6 +186,19 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             "level0_slowdown_trigger", level0_slowdown_trigger, 1
         )
         self._l0_stop = check_int("level0_stop_trigger", level0_stop_trigger, 1)
+        check_int("level0_compaction_trigger", level0_compaction_trigger, 1)
+        # Writes that stop before level 0 is large enough to compact would
+        # wait for good.
+        if level0_compaction_trigger > self._l0_stop:
+            raise ValueError(
+                f"level0_compaction_trigger ({level0_compaction_trigger}) must "
+                f"not exceed level0_stop_trigger ({self._l0_stop})"
+            )
+        if self._l0_slowdown > self._l0_stop:
+            raise ValueError(
+                f"level0_slowdown_trigger ({self._l0_slowdown}) must not exceed "
+                f"level0_stop_trigger ({self._l0_stop})"
+            )
         if isinstance(slowdown_delay, bool) or not isinstance(
             slowdown_delay, (int, float)
         ):
@@ -209,7 +228,7 @@ class LSMStore(RecoveryMixin, BackgroundJobs, Store):
             level1_bytes=check_int("level1_bytes", level1_bytes, 1024),
             level_size_ratio=check_int("level_size_ratio", level_size_ratio, 2),
         )
-        check_int("max_levels", max_levels, 2)
+        check_at_most("max_levels", check_int("max_levels", max_levels, 2), MAX_LEVELS)
         check_int("block_cache_bytes", block_cache_bytes, 0)
         if max_open_tables is None:
             max_open_tables = default_max_open_tables()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["MAX_BLOCK_SIZE", "MAX_BLOOM_BITS_PER_KEY", "check_at_most", "check_int"]
+__all__ = [
+    "MAX_BLOCK_SIZE",
+    "MAX_BLOOM_BITS_PER_KEY",
+    "MAX_LEVELS",
+    "check_at_most",
+    "check_int",
+]
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
@@ -18,6 +24,11 @@ def check_int(name: str, value: object, minimum: int) -> int:
 # 1e-13 already.
 MAX_BLOCK_SIZE = 64 << 20
 MAX_BLOOM_BITS_PER_KEY = 64
+
+#: Most levels an LSMStore may have. With the smallest size ratio (2) and
+#: 1 KiB on level 1, 64 levels hold 2**63 KiB, so more add nothing but
+#: per-level work on every open and lookup.
+MAX_LEVELS = 64
 
 
 def check_at_most(name: str, value: int, maximum: int) -> int:

@@ -180,12 +180,21 @@ class ShardedStore(Store):
             raise TypeError(
                 f"shards must be a mapping of name to Store, not {type(shards).__name__}"
             )
+        names_by_store: dict[int, str] = {}
         for name, store in shards.items():
             if not isinstance(name, str) or not name:
                 raise TypeError(f"shard names must be non-empty str, not {name!r}")
             if not isinstance(store, Store):
                 raise TypeError(
                     f"shard {name!r} must be a storekit Store, not {type(store).__name__}"
+                )
+            # One store under two names would make a move between them
+            # delete the only copy of the keys it moves.
+            other = names_by_store.setdefault(id(store), name)
+            if other != name:
+                raise ValueError(
+                    f"shards {other!r} and {name!r} are the same store object; "
+                    "each shard needs its own store"
                 )
         if ring is not None and not isinstance(ring, HashRing):
             raise TypeError(
@@ -585,6 +594,12 @@ class ShardedStore(Store):
                     f"shard {name!r} is already in the store or still being removed; "
                     "wait for its move to finish"
                 )
+            for other, existing in shards.items():
+                if existing is store:
+                    raise ValueError(
+                        f"the store for new shard {name!r} is already shard "
+                        f"{other!r}; each shard needs its own store"
+                    )
             ring = routing.newest.copy()
             ring.add(name, weight)
             new_routing = routing.push(ring, ("add", name))
