@@ -81,16 +81,20 @@ def _check_positive_int(name: str, value: object, minimum: int) -> None:
 
 
 def check_path(path: object) -> str:
-    """Return a directory argument as a str; raise TypeError for other types."""
-    if isinstance(path, str):
-        return path
+    """Return a directory argument as a str.
+
+    Raises TypeError for other types and ValueError for an empty path.
+    """
+    text = path
     if isinstance(path, os.PathLike):
         text = os.fspath(path)
-        if isinstance(text, str):
-            return text
-    raise TypeError(
-        f"path must be a str or os.PathLike of str, not {type(path).__name__}"
-    )
+    if not isinstance(text, str):
+        raise TypeError(
+            f"path must be a str or os.PathLike of str, not {type(path).__name__}"
+        )
+    if not text:
+        raise ValueError("path must not be empty; pass the store's directory")
+    return text
 
 
 def segment_name(number: int) -> str:

@@ -187,6 +187,14 @@ def test_lock_directory_raises_storekit_error(tmp_path: Path, opener) -> None:
 # -- argument checks ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "opener", [storekit.open, storekit.DurableStore, storekit.EventLog, storekit.WAL]
+)
+def test_empty_path_raises_value_error(opener) -> None:
+    with pytest.raises(ValueError, match="path must not be empty"):
+        opener("")
+
+
 @pytest.mark.parametrize("bad_path", [None, 1, 1.5, b"db"], ids=repr)
 def test_open_rejects_non_text_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_path: object
