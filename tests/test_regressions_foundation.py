@@ -150,11 +150,14 @@ def test_missing_wal_directory_raises_corruption(tmp_path: Path, opener) -> None
             db.checkpoint()
         db.put(b"only-in-wal", b"2")
     shutil.rmtree(tmp_path / "db" / "wal")
+    files = sorted(entry.name for entry in (tmp_path / "db").iterdir())
 
     with pytest.raises(CorruptionError) as caught:
         opener(path).close()
     assert caught.value.path is not None
     assert "wal" in caught.value.path
+    # The failed open changed nothing, the manifest included.
+    assert sorted(entry.name for entry in (tmp_path / "db").iterdir()) == files
 
 
 @pytest.mark.parametrize("opener", [_open_lsm, _open_durable], ids=["lsm", "durable"])

@@ -271,8 +271,8 @@ def unseal_block(
         raise BlockFormatError(f"LZ4 block of {size} bytes has no length header")
     (uncompressed_size,) = _U32.unpack_from(raw, 0)
     if uncompressed_size > _LZ4_MAX_RATIO * (size - 4) + 16:
-        # No LZ4 block expands more than this, so the header is corrupt;
-        # checking first avoids allocating what it claims.
+        # No LZ4 block expands more than this, so the header is corrupt.
+        # Checking before decompressing avoids allocating the claimed size.
         raise BlockFormatError(
             f"LZ4 header claims {uncompressed_size} bytes, more than "
             f"{size - 4} compressed bytes can hold"

@@ -60,10 +60,8 @@ class RecoveryMixin:
                     None,
                 )
         versions.check_tables()
-        if not self._read_only:
-            versions.remove_orphans()
-            versions.write_new_manifest()
-        self._install(versions.current)
+        # The WAL opens before anything in the directory changes, so a WAL
+        # that fails to open leaves the manifest and tables as they were.
         self._wal = WAL(
             self._join("wal"),
             sync=sync,
@@ -78,6 +76,10 @@ class RecoveryMixin:
             must_exist=existed,
             expected_segment=versions.wal_segment,
         )
+        if not self._read_only:
+            versions.remove_orphans()
+            versions.write_new_manifest()
+        self._install(versions.current)
         if not self._read_only and versions.wal_segment:
             # A crash after a flush's manifest edit but before the removal
             # leaves covered segments behind.
