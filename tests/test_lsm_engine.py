@@ -579,6 +579,32 @@ def test_durable_store_directory_is_rejected(tmp_path):
         LSMStore(path)
 
 
+def test_open_durable_directory_ignores_lsm_options(tmp_path):
+    path = str(tmp_path / "db")
+    with storekit.DurableStore(path) as durable:
+        durable.put(b"k", b"v")
+        durable.checkpoint()
+    options = {
+        "block_size": 8192,
+        "level0_compaction_trigger": 2,
+        "verify_checksums": False,
+        "slowdown_delay": 0.01,
+        "max_open_tables": None,
+        "compression": None,
+    }
+    with storekit.open(path, **options) as db:
+        assert isinstance(db, storekit.DurableStore)
+        assert db.get(b"k") == b"v"
+    with pytest.raises(TypeError, match="verify_checksums"):
+        storekit.open(path, verify_checksums="no")
+    with pytest.raises(TypeError, match="block_size"):
+        storekit.open(path, block_size=4096.0)
+    with pytest.raises(ValueError, match="table_bytes"):
+        storekit.open(path, table_bytes=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        storekit.open(path, bogus=1)
+
+
 def test_verify_counts_blocks_and_records(tmp_path):
     with LSMStore(str(tmp_path / "db"), **SMALL) as db:
         for i in range(1000):
