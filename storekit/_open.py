@@ -44,7 +44,7 @@ def _open_durable(path: str, options: dict[str, Any]) -> Store:
     from .lsm import LSMStore
 
     # Drop the options that only LSMStore has, so a program written for
-    # either engine runs on both. A name neither engine knows raises
+    # either engine runs on both. A name that neither engine accepts raises
     # TypeError, as LSMStore would raise it.
     lsm_parameters = inspect.signature(LSMStore).parameters
     durable_names = set(inspect.signature(DurableStore).parameters)
