@@ -138,13 +138,14 @@ def find_valid_record_after(buffer: bytes, base_offset: int, position: int) -> i
     candidate counts only when a whole record (FULL, or FIRST to LAST)
     parses there with matching checksums.
 
-    When the record at ``position`` has only valid fragments and the
-    buffer ends before its last one, the write of a large record was cut
-    off: its own later fragments are no evidence, and -1 is returned.
+    When the record at ``position`` starts with fragments that pass their
+    checksums and the buffer ends inside a later one, the write of a large
+    record was cut off. Its own verified fragments are no evidence, so the
+    search starts at the fragment that the end of the buffer cuts.
     """
-    fragments, _, status, _, _ = framing.scan(buffer, position, base_offset)
-    if not fragments and status == framing.STATUS_TRUNCATED:
-        return -1
+    cut = _cut_fragment_of_torn_record(buffer, base_offset, position)
+    if cut is not None:
+        position = cut
     found = framing.first_valid_header(buffer, base_offset, position + 1)
     if found >= 0:
         return found
@@ -164,6 +165,45 @@ def find_valid_record_after(buffer: bytes, base_offset: int, position: int) -> i
         if framing.scan(buffer, candidate, base_offset)[0]:
             return candidate
     return -1
+
+
+def _cut_fragment_of_torn_record(
+    buffer: bytes, base_offset: int, position: int
+) -> int | None:
+    """Return where the end of ``buffer`` cuts the record at ``position``, or None.
+
+    The record qualifies when it starts with a FIRST fragment, every
+    fragment up to the cut one passes its checksum and follows the type
+    order, and the cut fragment's header claims more bytes than the buffer
+    has left. A damaged length field in a single fragment does not
+    qualify, because no fragment before it was verified.
+    """
+    end = len(buffer)
+    verified = 0
+    while True:
+        block_left = _BLOCK - (base_offset + position) % _BLOCK
+        if block_left < _HEADER:
+            position += block_left  # zero padding at the end of a block
+            continue
+        if position + _HEADER > end:
+            return position if verified else None
+        stored, length, kind = _FRAGMENT_HEADER.unpack_from(buffer, position)
+        payload_end = position + _HEADER + length
+        if length > block_left - _HEADER:
+            return None
+        if payload_end > end:
+            return position if verified else None
+        expected = framing.FIRST if verified == 0 else framing.MIDDLE
+        if (
+            kind != expected
+            or framing.checksum(buffer[position + 4 : payload_end]) != stored
+        ):
+            return None
+        verified += 1
+        position = payload_end
+
+
+_FRAGMENT_HEADER = struct.Struct("<IHB")
 
 
 def _record_start(block_offset: int) -> int:

@@ -446,3 +446,38 @@ def test_wal_of_open_store_is_locked(tmp_path):
     with storekit.open(str(tmp_path / "db")):
         with pytest.raises(storekit.LockedError):
             WAL(str(tmp_path / "db" / "wal"))
+
+
+def test_flipped_length_before_valid_records_raises(tmp_path):
+    # A length field raised past the end of the file looks like a cut-off
+    # record, but the records after it prove the damage is not a torn tail.
+    with WAL(str(tmp_path), sync="always") as wal:
+        positions = [wal.append(b"record %d" % i * 10) for i in range(20)]
+    segment = _last_segment(tmp_path)
+    with open(segment, "r+b") as handle:
+        handle.seek(positions[5].offset + 5)  # high byte of the u16 length
+        byte = handle.read(1)
+        handle.seek(positions[5].offset + 5)
+        handle.write(bytes([byte[0] ^ 0x20]))
+    with pytest.raises(storekit.CorruptionError, match="valid records follow"):
+        WAL(str(tmp_path))
+
+
+def test_truncation_inside_multi_block_records(tmp_path):
+    # Every cut of the file keeps exactly the records that end before it.
+    source = tmp_path / "source"
+    payloads = [b"a" * 100, b"b" * 70_000, b"c" * 5, b"d" * 40_000]
+    with WAL(str(source), sync="always") as wal:
+        ends = []
+        for payload in payloads:
+            wal.append(payload)
+            ends.append(wal.stats()["current_segment_bytes"])
+    data = (source / _segment_files(source)[0]).read_bytes()
+    for cut in range(SEGMENT_HEADER_SIZE, len(data), 997):
+        target = tmp_path / f"cut{cut}"
+        target.mkdir()
+        (target / _segment_files(source)[0]).write_bytes(data[:cut])
+        with WAL(str(target), read_only=True) as wal:
+            replayed = [payload for _, payload in wal.replay()]
+        expected = [p for p, end in zip(payloads, ends, strict=True) if end <= cut]
+        assert replayed == expected, cut

@@ -246,6 +246,11 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
     )
     if status != framing.STATUS_OK:
         damage = bad_position if bad_position >= 0 else next_position
+        what = (
+            "record cut off at end of file"
+            if status == framing.STATUS_TRUNCATED
+            else framing.REASON_TEXT[reason]
+        )
         # The same test as the WAL's: a valid record anywhere after the
         # damage, in this block or a later one, proves it is not a torn
         # tail. Skipping it would drop edits, and then open would delete
@@ -253,7 +258,7 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
         if find_valid_record_after(data, 0, damage) >= 0:
             raise CorruptionError(
                 f"manifest {path} is damaged at offset {damage} "
-                f"({framing.REASON_TEXT[reason]}) and valid records follow",
+                f"({what}) and valid records follow",
                 path,
                 damage,
             )
@@ -262,7 +267,7 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
             "it was never fsynced",
             path,
             damage,
-            framing.REASON_TEXT[reason],
+            what,
         )
     edits = []
     for offset, payload in records:
