@@ -162,7 +162,9 @@ class DurableStore(MemtableStore):
                 read_only=read_only,
                 first_segment=first_segment,
                 must_exist=self._fs.exists(self._checkpoint_path),
-                expected_segment=first_segment,
+                # A read-only open takes no lock, so a writer may have
+                # checkpointed and removed this segment since.
+                expected_segment=0 if read_only else first_segment,
             )
             self._replay(checkpoint_sequence, first_segment)
         except BaseException:

@@ -416,14 +416,13 @@ def _open_table_fds(path: str) -> int:
 def test_open_tables_stay_within_limit(tmp_path):
     path = str(tmp_path / "db")
     expected = {}
-    # 12 tables on level 0 (no compaction), each holding 50 keys.
-    with LSMStore(
-        path,
-        background=False,
-        level0_compaction_trigger=100,
-        level0_slowdown_trigger=100,
-        level0_stop_trigger=100,
-    ) as db:
+    # 12 tables on level 0 that no compaction merges, each holding 50 keys.
+    no_compaction = {
+        "level0_compaction_trigger": 100,
+        "level0_slowdown_trigger": 100,
+        "level0_stop_trigger": 100,
+    }
+    with LSMStore(path, background=False, **no_compaction) as db:
         for table in range(12):
             for i in range(50):
                 key = b"k%04d" % (i * 12 + table)
@@ -431,13 +430,18 @@ def test_open_tables_stay_within_limit(tmp_path):
                 db.put(key, expected[key])
             db.flush()
         assert db.stats()["levels"][0]["tables"] == 12
-    with LSMStore(path, max_open_tables=3) as db:
+    with LSMStore(path, max_open_tables=3, **no_compaction) as db:
         scan = db.scan()
         assert next(scan) == (b"k0000", expected[b"k0000"])
         for key, value in expected.items():
             assert db.get(key) == value
             assert db.stats()["open_tables"] <= 3
-        assert _open_table_fds(path) <= 3 + 12
+        # A table in use has one reader, however many scans use it.
+        scans = [db.scan() for _ in range(10)]
+        for other in scans:
+            assert next(other) == (b"k0000", expected[b"k0000"])
+        assert _open_table_fds(path) == 12
+        del scans, other
         # The scan began before its readers were dropped and still reads them.
         assert [b"k0000", *(key for key, _ in scan)] == sorted(expected)
         del scan
@@ -445,7 +449,12 @@ def test_open_tables_stay_within_limit(tmp_path):
         stats = db.stats()
         assert stats["table_cache_evictions"] >= 9
         assert stats["open_tables"] <= 3
+        unfinished = db.scan()
+        next(unfinished)
+    # Closing the store closes the files of readers that a scan still holds.
     assert _open_table_fds(path) == 0
+    with pytest.raises(ClosedError):
+        list(unfinished)
 
 
 def test_writes_stall_and_log_when_flushes_fall_behind(tmp_path, caplog):

@@ -191,7 +191,14 @@ def test_lock_directory_raises_storekit_error(tmp_path: Path, opener) -> None:
 
 
 @pytest.mark.parametrize(
-    "opener", [storekit.open, storekit.DurableStore, storekit.EventLog, storekit.WAL]
+    "opener",
+    [
+        storekit.open,
+        storekit.DurableStore,
+        storekit.EventLog,
+        storekit.WAL,
+        lambda path: storekit.ShardedStore({"a": storekit.MemoryStore()}, path=path),
+    ],
 )
 def test_empty_path_raises_value_error(opener) -> None:
     with pytest.raises(ValueError, match="path must not be empty"):

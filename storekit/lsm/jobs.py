@@ -59,6 +59,12 @@ class BackgroundJobs:
         # max_open_tables the oldest is dropped (see _reader).
         self._readers: dict[int, TableReader] = {}
         self._max_open_tables = max_open_tables
+        # Readers dropped from _readers that a get or scan still uses. A
+        # request for the same table takes one back instead of opening the
+        # file a second time.
+        self._dropped_readers: weakref.WeakValueDictionary[int, TableReader] = (
+            weakref.WeakValueDictionary()
+        )
         self._readers_lock = threading.Lock()
 
         self._flush_lock = threading.Lock()
@@ -480,6 +486,14 @@ class BackgroundJobs:
         with self._readers_lock:
             reader = self._readers.get(meta.number)
             if reader is None:
+                reader = self._dropped_readers.pop(meta.number, None)
+                if reader is not None and not reader.closed:
+                    for name in _READER_COUNTERS:
+                        self._retired_reader_counters[name] -= getattr(reader, name)
+                    self._readers[meta.number] = reader
+                    if len(self._readers) > self._max_open_tables:
+                        self._drop_oldest_reader_locked()
+                    return reader
                 path = posixpath.join(self.path, table_name(meta.number))
                 try:
                     reader = TableReader(
@@ -510,6 +524,7 @@ class BackgroundJobs:
         reader = self._readers.pop(oldest)
         for name in _READER_COUNTERS:
             self._retired_reader_counters[name] += getattr(reader, name)
+        self._dropped_readers[oldest] = reader
         self._counters["table_cache_evictions"] += 1
 
     def _retire_reader(self, reader: TableReader) -> None:
@@ -530,8 +545,11 @@ class BackgroundJobs:
         for number in doomed:
             with self._readers_lock:
                 reader = self._readers.pop(number, None)
+                dropped = self._dropped_readers.pop(number, None)
             if reader is not None:
                 self._retire_reader(reader)
+            if dropped is not None:
+                dropped.close()
             self._block_cache.evict_file(number)
             if self._fs.epoch != self._epoch:
                 return  # the files now belong to the store reopened after the crash
@@ -543,8 +561,14 @@ class BackgroundJobs:
         with self._readers_lock:
             readers = list(self._readers.values())
             self._readers.clear()
+            dropped = list(self._dropped_readers.values())
+            self._dropped_readers.clear()
         for reader in readers:
             self._retire_reader(reader)
+        # Scans that outlive the store raise ClosedError on their next
+        # block read, as they do with the readers above.
+        for reader in dropped:
+            reader.close()
 
     # -- stats ----------------------------------------------------------------------------
 

@@ -74,7 +74,9 @@ class RecoveryMixin:
             # With a manifest in place the WAL directory existed; recreating
             # it empty would silently drop the writes that were only there.
             must_exist=existed,
-            expected_segment=versions.wal_segment,
+            # A read-only open takes no lock, so a writer may have flushed
+            # and removed this segment since the manifest was read.
+            expected_segment=0 if self._read_only else versions.wal_segment,
         )
         if not self._read_only:
             versions.remove_orphans()

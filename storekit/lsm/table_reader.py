@@ -694,6 +694,11 @@ class TableReader:
             self._closed = True
             self._file.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran."""
+        return self._closed
+
     def __del__(self) -> None:
         # LSMStore drops readers past max_open_tables without closing them,
         # because a scan in another thread may still use one. The file

@@ -37,6 +37,7 @@ from ..batch import KIND_DELETE, KIND_PUT, WriteBatch
 from ..errors import ClosedError, CorruptionError, DurabilityError
 from ..fs import FileSystem, default_fs
 from ..store import ScanItem, Snapshot, Store
+from ..wal import check_path
 from ._locks import KeyLocks, WriteGate
 from ._scan import MergedScan, ShardedSnapshot
 from .coordinator import CoordinatorLog, Plan
@@ -134,7 +135,7 @@ class ShardedStore(Store):
             )
         self._move_chunk_keys = move_chunk_keys
         self._move_flush_bytes = move_flush_bytes
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else check_path(path)
         self._fs = default_fs(fs)
         self._epoch = self._fs.epoch
         self._gate = WriteGate()
