@@ -457,6 +457,29 @@ def test_open_tables_stay_within_limit(tmp_path):
         list(unfinished)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_scan_after_close_opens_no_table(tmp_path):
+    # A level below 0 opens its tables one by one as a scan reaches them.
+    path = str(tmp_path / "db")
+    with LSMStore(path, table_bytes=4096) as db:
+        for i in range(2000):
+            db.put(b"key%05d" % i, b"v" * 20)
+        db.compact()
+        assert db.stats()["tables"] > 3
+    db = LSMStore(path)
+    first_table = db._version.deeper_levels[0][2][0]  # first table below level 0
+    scan = db.scan()
+    # Up to the first table's last key: its last block is decoded, and the
+    # next table is not open yet.
+    for key, _ in scan:
+        if key == first_table.largest_key:
+            break
+    db.close()
+    with pytest.raises(ClosedError):
+        list(scan)
+    assert _open_table_fds(path) == 0
+
+
 def test_writes_stall_and_log_when_flushes_fall_behind(tmp_path, caplog):
     """With level 0 at its stop trigger, writers wait and a WARNING marks start and end."""
     caplog.set_level(logging.WARNING, logger="storekit")

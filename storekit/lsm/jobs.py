@@ -166,7 +166,7 @@ class BackgroundJobs:
         self._thread.start()
 
     def _stop_requested(self) -> bool:
-        return self._stopping or self._fs.epoch != self._epoch
+        return self._stopping or self._closed or self._fs.epoch != self._epoch
 
     def _stop_background(self) -> None:
         with self._lock:
@@ -484,6 +484,10 @@ class BackgroundJobs:
         if reader is not None:
             return reader
         with self._readers_lock:
+            if self._closed:
+                # A scan that outlives the store must not open files that
+                # close() can no longer release.
+                raise ClosedError(f"store {self.path} is closed")
             reader = self._readers.get(meta.number)
             if reader is None:
                 reader = self._dropped_readers.pop(meta.number, None)
