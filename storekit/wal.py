@@ -141,7 +141,9 @@ def find_valid_record_after(buffer: bytes, base_offset: int, position: int) -> i
     When the record at ``position`` starts with fragments that pass their
     checksums and the buffer ends inside a later one, the write of a large
     record was cut off. Its own verified fragments are no evidence, so the
-    search starts at the fragment that the end of the buffer cuts.
+    search starts at the fragment that the end of the buffer cuts. Bytes
+    inside that fragment's payload that form a whole record still count,
+    so a cut-off value that contains a framed record raises.
     """
     cut = _cut_fragment_of_torn_record(buffer, base_offset, position)
     if cut is not None:
