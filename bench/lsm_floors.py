@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,37 +49,35 @@ HUGE_BUFFER = 1 << 30
 WARM_CACHE = 64 << 20
 
 
-def timed(run: Callable[[], int]) -> float:
-    """Run ``run`` once and return its operations per second."""
+def put_rate(db, keys, values) -> float:
+    """Put every key with its value into ``db``; return puts per second."""
+    put = db.put
     started = time.perf_counter()
-    ops = run()
-    return ops / (time.perf_counter() - started)
+    for key, value in zip(keys, values, strict=True):
+        put(key, value)
+    return len(keys) / (time.perf_counter() - started)
+
+
+def get_rate(db, reads) -> float:
+    """Get every key of ``reads`` from ``db``; return gets per second."""
+    get = db.get
+    started = time.perf_counter()
+    for key in reads:
+        get(key)
+    return len(reads) / (time.perf_counter() - started)
 
 
 def storekit_rates(directory: str, keys, values, reads) -> dict[str, float]:
     rates = {}
     path = os.path.join(directory, "storekit")
     db = LSMStore(path, sync="none", memtable_bytes=HUGE_BUFFER)
-
-    def puts() -> int:
-        put = db.put
-        for key, value in zip(keys, values, strict=True):
-            put(key, value)
-        return len(keys)
-
-    def gets() -> int:
-        get = db.get
-        for key in reads:
-            get(key)
-        return len(reads)
-
-    rates["put, no flush"] = timed(puts)
-    rates["get, memtable"] = timed(gets)
+    rates["put, no flush"] = put_rate(db, keys, values)
+    rates["get, memtable"] = get_rate(db, reads)
     db.compact()
     db.close()
     db = LSMStore(path, sync="none", block_cache_bytes=WARM_CACHE)
-    gets()  # decode every block into the cache
-    rates["get, warm table"] = timed(gets)
+    get_rate(db, reads)  # decode every block into the cache
+    rates["get, warm table"] = get_rate(db, reads)
     levels = [level["tables"] for level in db.stats()["levels"]]
     db.close()
     rates["tables per level"] = levels
@@ -96,26 +93,13 @@ def leveldb_rates(directory: str, keys, values, reads) -> dict[str, float]:
         write_buffer_size=HUGE_BUFFER,
         bloom_filter_bits=10,
     )
-
-    def puts() -> int:
-        put = db.put
-        for key, value in zip(keys, values, strict=True):
-            put(key, value)
-        return len(keys)
-
-    def gets() -> int:
-        get = db.get
-        for key in reads:
-            get(key)
-        return len(reads)
-
-    rates["put, no flush"] = timed(puts)
-    rates["get, memtable"] = timed(gets)
+    rates["put, no flush"] = put_rate(db, keys, values)
+    rates["get, memtable"] = get_rate(db, reads)
     db.compact_range()
     db.close()
     db = plyvel.DB(path, lru_cache_size=WARM_CACHE, bloom_filter_bits=10)
-    gets()
-    rates["get, warm table"] = timed(gets)
+    get_rate(db, reads)  # fill the block cache
+    rates["get, warm table"] = get_rate(db, reads)
     db.close()
     return rates
 
