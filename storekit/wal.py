@@ -260,10 +260,10 @@ class WAL:
     ``sync`` is one of SYNC_POLICIES and ``recovery`` one of RECOVERY_MODES.
     ``read_only=True`` recovers without changing any file and takes no
     lock. A writer holds ``LOCK`` in the directory until ``close``, so a
-    second writer raises LockedError. ``expected_segment`` is the first segment that the owner's checkpoint
-    or manifest names (0 for none). When it is missing, recovery raises
-    CorruptionError, or logs a warning under ``point_in_time``. All
-    methods are thread-safe.
+    second writer raises LockedError. ``expected_segment`` is the first
+    segment that the owner's checkpoint or manifest names (0 for none).
+    When it is missing, recovery raises CorruptionError, or logs a warning
+    under ``point_in_time``. All methods are thread-safe.
     """
 
     def __init__(

@@ -366,8 +366,8 @@ class BackgroundJobs:
         """Compact ``[low, high]`` level by level into one level that fits it.
 
         That is the deepest non-empty level, or a deeper one when the data
-        is larger than the level's target size: otherwise background
-        compaction would at once move part of it one level down again.
+        is larger than the level's target size, because otherwise
+        background compaction would at once move part of it down again.
         Background compactions wait until the whole range is done.
         """
         with self._compaction_lock:
@@ -379,9 +379,10 @@ class BackgroundJobs:
                     self._compact_level(level, low, high)
                 with self._lock:
                     version = self._version
-                if deepest + 1 >= version.max_levels or version.level_bytes(
-                    deepest
-                ) <= level_max_bytes(self._options, deepest):
+                fits = version.level_bytes(deepest) <= level_max_bytes(
+                    self._options, deepest
+                )
+                if fits or deepest + 1 >= version.max_levels:
                     break
                 first = deepest
                 deepest += 1

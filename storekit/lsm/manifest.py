@@ -246,7 +246,7 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
     )
     if status != framing.STATUS_OK:
         damage = bad_position if bad_position >= 0 else next_position
-        what = (
+        damage_reason = (
             "record cut off at end of file"
             if status == framing.STATUS_TRUNCATED
             else framing.REASON_TEXT[reason]
@@ -258,7 +258,7 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
         if find_valid_record_after(data, 0, damage) >= 0:
             raise CorruptionError(
                 f"manifest {path} is damaged at offset {damage} "
-                f"({what}) and valid records follow",
+                f"({damage_reason}) and valid records follow",
                 path,
                 damage,
             )
@@ -267,7 +267,7 @@ def read_manifest(fs: FileSystem, path: str) -> list[VersionEdit]:
             "it was never fsynced",
             path,
             damage,
-            what,
+            damage_reason,
         )
     edits = []
     for offset, payload in records:
